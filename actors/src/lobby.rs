@@ -1,0 +1,457 @@
+//! `Lobby`: the live room of one stream. Authoritative for its sessions and
+//! tracks; writes them into the shared [`SessionDirectory`]; stops itself
+//! after the last session leaves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorContext as _, Addr, AsyncContext as _, Context, Handler, Message, MessageResult,
+};
+use tracing::{debug, info};
+
+use crate::directory::SessionRecord;
+use crate::error::{JoinError, PublishError};
+use crate::ids::{CookieSecret, Identity, ParticipantId, ReqToken, SessionId, StreamKey, TrackId};
+use crate::media::WorkerCmd;
+use crate::registry::{ControlPlane, LobbyRegistry, LobbyStopped};
+use crate::session::{EndReason, EndSession, Session};
+use crate::snapshot::{LobbySnapshot, MediaKind, ParticipantSnapshot, Purpose, TrackInfo};
+use crate::track::{EndTrack, SetMute, Track};
+
+/// One member of the lobby.
+#[derive(Debug)]
+struct Member {
+    record: Arc<SessionRecord>,
+    /// Published tracks in publish order.
+    tracks: Vec<TrackId>,
+}
+
+/// One published track.
+#[derive(Debug)]
+struct TrackEntry {
+    addr: Addr<Track>,
+    info: TrackInfo,
+    owner: SessionId,
+}
+
+/// The lobby actor.
+#[derive(Debug)]
+pub struct Lobby {
+    stream: StreamKey,
+    /// Distinguishes this lobby from a later one of the same stream in the registry.
+    generation: u64,
+    plane: Arc<ControlPlane>,
+    registry: Addr<LobbyRegistry>,
+    // Owned state.
+    members: HashMap<SessionId, Member>,
+    /// Join order, for stable listings.
+    order: Vec<SessionId>,
+    tracks: HashMap<TrackId, TrackEntry>,
+    /// Set once the lobby decided to stop; joins then go to a new lobby.
+    closing: bool,
+}
+
+impl Lobby {
+    /// A new, empty lobby for `stream`.
+    pub fn new(
+        stream: StreamKey,
+        generation: u64,
+        plane: Arc<ControlPlane>,
+        registry: Addr<LobbyRegistry>,
+    ) -> Self {
+        Self {
+            stream,
+            generation,
+            plane,
+            registry,
+            members: HashMap::new(),
+            order: Vec::new(),
+            tracks: HashMap::new(),
+            closing: false,
+        }
+    }
+
+    /// Removes a member and everything it owns; stops the lobby when empty.
+    fn remove_member(&mut self, session: &SessionId, reason: EndReason, ctx: &mut Context<Self>) {
+        let Some(member) = self.members.remove(session) else {
+            return;
+        };
+        self.order.retain(|s| s != session);
+        self.plane.directory.remove(session);
+        self.plane
+            .directory
+            .release_user_slot(&member.record.identity);
+        for track in &member.tracks {
+            self.end_track(track);
+        }
+        // The media side may be absent (no workers) or already gone: either
+        // way there is nothing left to close.
+        let _ = self
+            .plane
+            .media
+            .send(session, WorkerCmd::CloseSession { session: *session });
+        member.record.session.do_send(EndSession { reason });
+        self.plane.metrics.sessions.dec();
+        self.plane
+            .metrics
+            .sessions_ended
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        info!(lobby = %self.stream, participant = %member.record.participant_id, reason = reason.as_str(), "session left");
+        if self.members.is_empty() {
+            self.closing = true;
+            ctx.stop();
+        }
+    }
+
+    fn end_track(&mut self, track: &TrackId) {
+        if let Some(entry) = self.tracks.remove(track) {
+            entry.addr.do_send(EndTrack);
+            self.plane
+                .metrics
+                .tracks
+                .with_label_values(&[entry.info.kind.as_str()])
+                .dec();
+        }
+    }
+
+    fn snapshot(&self) -> LobbySnapshot {
+        let participants = self
+            .order
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|m| ParticipantSnapshot {
+                participant_id: m.record.participant_id,
+                user_id: m.record.identity.user_id.clone(),
+                home: m.record.identity.home.clone(),
+                owner: m.record.is_owner,
+                tracks: m
+                    .tracks
+                    .iter()
+                    .filter_map(|t| self.tracks.get(t).map(|e| e.info.clone()))
+                    .collect(),
+            })
+            .collect();
+        LobbySnapshot { participants }
+    }
+}
+
+impl Actor for Lobby {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.plane.metrics.lobbies.inc();
+        self.plane.metrics.lobbies_created.inc();
+        info!(lobby = %self.stream, "lobby opened");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.plane.metrics.lobbies.dec();
+        info!(lobby = %self.stream, "lobby closed");
+        self.registry.do_send(LobbyStopped {
+            stream: self.stream.clone(),
+            generation: self.generation,
+        });
+    }
+}
+
+/// What a successful join hands back to the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct SessionTicket {
+    /// The directory record of the new session.
+    pub record: Arc<SessionRecord>,
+}
+
+/// Why [`AddSession`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddSessionError {
+    /// A policy refused the join.
+    Refused(JoinError),
+    /// The lobby is stopping; the registry retries with a new lobby.
+    Closing,
+}
+
+/// Adds a session for `identity`. Sent by the registry.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SessionTicket, AddSessionError>")]
+pub struct AddSession {
+    /// Who joins.
+    pub identity: Identity,
+    /// Whether that user owns the stream.
+    pub is_owner: bool,
+}
+
+impl Handler<AddSession> for Lobby {
+    type Result = Result<SessionTicket, AddSessionError>;
+
+    fn handle(&mut self, msg: AddSession, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Err(AddSessionError::Closing);
+        }
+        let policy = &self.plane.policy;
+        let previous = self
+            .members
+            .iter()
+            .find(|(_, m)| m.record.identity == msg.identity)
+            .map(|(id, _)| *id);
+        if previous.is_some() && !policy.replace_duplicates {
+            return Err(AddSessionError::Refused(JoinError::DuplicateUser));
+        }
+        let seats_taken = self.members.len() - usize::from(previous.is_some());
+        if seats_taken >= policy.max_sessions {
+            return Err(AddSessionError::Refused(JoinError::LobbyFull));
+        }
+        // A replaced session gives its slot back below, so only a new
+        // member needs one of the user's slots.
+        if previous.is_none()
+            && !self
+                .plane
+                .directory
+                .reserve_user_slot(&msg.identity, policy.max_sessions_per_user)
+        {
+            return Err(AddSessionError::Refused(JoinError::UserLimit));
+        }
+        if let Some(old) = previous {
+            // Keep the user's slot across the swap: take one for the new
+            // session before the old one releases its own.
+            self.plane
+                .directory
+                .reserve_user_slot(&msg.identity, usize::MAX);
+            // The newcomer is inserted before the old member leaves, so the
+            // lobby never looks empty (and never stops) during the swap.
+            let record = self.insert_member(msg.identity, msg.is_owner, ctx);
+            self.remove_member(&old, EndReason::Replaced, ctx);
+            return Ok(SessionTicket { record });
+        }
+        let record = self.insert_member(msg.identity, msg.is_owner, ctx);
+        Ok(SessionTicket { record })
+    }
+}
+
+impl Lobby {
+    fn insert_member(
+        &mut self,
+        identity: Identity,
+        is_owner: bool,
+        ctx: &mut Context<Self>,
+    ) -> Arc<SessionRecord> {
+        let session_id = SessionId::random();
+        let participant_id = ParticipantId::random();
+        let session = Session::new(session_id, participant_id, ctx.address()).start();
+        let record = Arc::new(SessionRecord {
+            session_id,
+            participant_id,
+            stream: self.stream.clone(),
+            identity,
+            is_owner,
+            cookie: CookieSecret::random(),
+            req_token: ReqToken::random(),
+            session,
+            lobby: ctx.address(),
+        });
+        self.plane.directory.insert(Arc::clone(&record));
+        self.members.insert(
+            session_id,
+            Member {
+                record: Arc::clone(&record),
+                tracks: Vec::new(),
+            },
+        );
+        self.order.push(session_id);
+        self.plane.metrics.sessions.inc();
+        info!(lobby = %self.stream, participant = %participant_id, user = %record.identity, "session joined");
+        record
+    }
+}
+
+/// Ends a member's session (DELETE, peer loss). Answers once the session is
+/// out of the directory, so its credentials fail from then on.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct LeaveLobby {
+    /// The session.
+    pub session: SessionId,
+    /// Why.
+    pub reason: EndReason,
+}
+
+impl Handler<LeaveLobby> for Lobby {
+    type Result = bool;
+    fn handle(&mut self, msg: LeaveLobby, ctx: &mut Context<Self>) -> bool {
+        let known = self.members.contains_key(&msg.session);
+        self.remove_member(&msg.session, msg.reason, ctx);
+        known
+    }
+}
+
+/// A session actor stopped (for whatever reason).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionLeft {
+    /// The session.
+    pub session: SessionId,
+    /// Why.
+    pub reason: EndReason,
+}
+
+impl Handler<SessionLeft> for Lobby {
+    type Result = ();
+    fn handle(&mut self, msg: SessionLeft, ctx: &mut Context<Self>) {
+        self.remove_member(&msg.session, msg.reason, ctx);
+    }
+}
+
+/// Publishes a track of a member.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TrackId, PublishError>")]
+pub struct PublishTrack {
+    /// The publishing session.
+    pub session: SessionId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Requested purpose; main is kept only for the owner.
+    pub purpose: Purpose,
+    /// Initial mute state.
+    pub mute: bool,
+    /// Ingress mid.
+    pub ingress_mid: String,
+}
+
+impl Handler<PublishTrack> for Lobby {
+    type Result = Result<TrackId, PublishError>;
+    fn handle(&mut self, msg: PublishTrack, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(member) = self.members.get_mut(&msg.session) else {
+            return Err(PublishError::UnknownSession);
+        };
+        if self.tracks.len() >= self.plane.policy.max_tracks {
+            return Err(PublishError::LobbyFull);
+        }
+        // API.md: purpose 2 from anyone but the owner is stored as 1.
+        let purpose = if member.record.is_owner {
+            msg.purpose
+        } else {
+            Purpose::Guest
+        };
+        let info = TrackInfo {
+            track_id: TrackId::random(),
+            kind: msg.kind,
+            purpose,
+            mute: msg.mute,
+            ingress_mid: msg.ingress_mid,
+            participant_id: member.record.participant_id,
+        };
+        let track_id = info.track_id;
+        member.tracks.push(track_id);
+        let addr = Track::new(info.clone()).start();
+        let kind = info.kind.as_str();
+        self.tracks.insert(
+            track_id,
+            TrackEntry {
+                addr,
+                info,
+                owner: msg.session,
+            },
+        );
+        self.plane.metrics.tracks.with_label_values(&[kind]).inc();
+        self.plane
+            .metrics
+            .tracks_published
+            .with_label_values(&[kind])
+            .inc();
+        debug!(lobby = %self.stream, track = %track_id, kind, "track published");
+        Ok(track_id)
+    }
+}
+
+/// Removes a member's track by ingress mid.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct UnpublishTrack {
+    /// The publishing session.
+    pub session: SessionId,
+    /// Ingress mid of the track.
+    pub ingress_mid: String,
+}
+
+impl Handler<UnpublishTrack> for Lobby {
+    type Result = bool;
+    fn handle(&mut self, msg: UnpublishTrack, _ctx: &mut Context<Self>) -> bool {
+        let Some(track) = self.find_track(&msg.session, &msg.ingress_mid) else {
+            return false;
+        };
+        if let Some(member) = self.members.get_mut(&msg.session) {
+            member.tracks.retain(|t| *t != track);
+        }
+        self.end_track(&track);
+        true
+    }
+}
+
+/// Sets the mute state of a member's track by ingress mid.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct SetTrackMute {
+    /// The publishing session.
+    pub session: SessionId,
+    /// Ingress mid of the track.
+    pub ingress_mid: String,
+    /// New state.
+    pub mute: bool,
+}
+
+impl Handler<SetTrackMute> for Lobby {
+    type Result = bool;
+    fn handle(&mut self, msg: SetTrackMute, _ctx: &mut Context<Self>) -> bool {
+        let Some(track) = self.find_track(&msg.session, &msg.ingress_mid) else {
+            return false;
+        };
+        let Some(entry) = self.tracks.get_mut(&track) else {
+            return false;
+        };
+        entry.info.mute = msg.mute;
+        entry.addr.do_send(SetMute { mute: msg.mute });
+        true
+    }
+}
+
+impl Lobby {
+    fn find_track(&self, session: &SessionId, mid: &str) -> Option<TrackId> {
+        self.tracks
+            .iter()
+            .find(|(_, e)| e.owner == *session && e.info.ingress_mid == mid)
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Returns the lobby's membership.
+#[derive(Debug, Message)]
+#[rtype(result = "LobbySnapshot")]
+pub struct DescribeLobby;
+
+impl Handler<DescribeLobby> for Lobby {
+    type Result = MessageResult<DescribeLobby>;
+    fn handle(&mut self, _msg: DescribeLobby, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot())
+    }
+}
+
+/// Ends every session and stops the lobby (stream deleted, shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseLobby {
+    /// Why, for every session.
+    pub reason: EndReason,
+}
+
+impl Handler<CloseLobby> for Lobby {
+    type Result = ();
+    fn handle(&mut self, msg: CloseLobby, ctx: &mut Context<Self>) {
+        let sessions: Vec<SessionId> = self.order.clone();
+        for session in sessions {
+            self.remove_member(&session, msg.reason, ctx);
+        }
+        self.closing = true;
+        ctx.stop();
+    }
+}
