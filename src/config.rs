@@ -308,10 +308,7 @@ impl Settings {
         for key in ENV_LIST_KEYS {
             env_source = env_source.with_list_parse_key(key);
         }
-        let settings: Settings = builder
-            .add_source(env_source)
-            .build()?
-            .try_deserialize()?;
+        let settings: Settings = builder.add_source(env_source).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -339,7 +336,10 @@ impl Settings {
             return invalid("media.codecs", "must name at least one codec");
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
-            return invalid("server.tls_cert", "and `server.tls_key` must be set together");
+            return invalid(
+                "server.tls_cert",
+                "and `server.tls_key` must be set together",
+            );
         }
         let base = &self.server.public_base_path;
         if !base.is_empty() && (!base.starts_with('/') || base.ends_with('/')) {
@@ -354,15 +354,26 @@ impl Settings {
             return invalid("security.jwt.key", "must be at least 32 bytes long");
         }
         if self.lobby.max_sessions == 0 || self.lobby.max_tracks == 0 {
-            return invalid("lobby.max_sessions", "and `lobby.max_tracks` must be at least 1");
+            return invalid(
+                "lobby.max_sessions",
+                "and `lobby.max_tracks` must be at least 1",
+            );
         }
         if self.session.max_media_sections == 0 {
             return invalid("session.max_media_sections", "must be at least 1");
         }
         if self.media.ice_timeout_s == 0 || self.media.connect_timeout_s == 0 {
-            return invalid("media.ice_timeout_s", "and `media.connect_timeout_s` must be at least 1");
+            return invalid(
+                "media.ice_timeout_s",
+                "and `media.connect_timeout_s` must be at least 1",
+            );
         }
-        if self.media.port_base.checked_add(self.worker_count() as u16).is_none() {
+        if self
+            .media
+            .port_base
+            .checked_add(self.worker_count() as u16)
+            .is_none()
+        {
             return invalid("media.port_base", "leaves no room for one port per worker");
         }
         Ok(())
@@ -411,7 +422,10 @@ mod tests {
             env(&[
                 ("VESTIBULE__SERVER__PORT", "9000"),
                 ("VESTIBULE__MEDIA__PORT_BASE", "41000"),
-                ("VESTIBULE__SECURITY__ALLOWED_ORIGINS", "http://a.test,http://b.test"),
+                (
+                    "VESTIBULE__SECURITY__ALLOWED_ORIGINS",
+                    "http://a.test,http://b.test",
+                ),
                 ("VESTIBULE__MEDIA__CODECS", "opus,h264"),
                 ("VESTIBULE__SECURITY__JWT__REQUIRE_EXP", "false"),
             ]),
@@ -419,7 +433,10 @@ mod tests {
         .expect("loads");
         assert_eq!(s.server.port, 9000);
         assert_eq!(s.media.port_base, 41000);
-        assert_eq!(s.security.allowed_origins, ["http://a.test", "http://b.test"]);
+        assert_eq!(
+            s.security.allowed_origins,
+            ["http://a.test", "http://b.test"]
+        );
         assert_eq!(s.media.codecs, ["opus", "h264"]);
         assert!(!s.security.jwt.require_exp);
     }
