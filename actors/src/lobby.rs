@@ -234,7 +234,7 @@ impl Lobby {
         &mut self,
         identity: Identity,
         is_owner: bool,
-        ctx: &mut Context<Self>,
+        ctx: &Context<Self>,
     ) -> Arc<SessionRecord> {
         let session_id = SessionId::random();
         let participant_id = ParticipantId::random();

@@ -88,7 +88,7 @@ impl LobbyRegistry {
         &self.plane
     }
 
-    fn lobby_for(&mut self, stream: &StreamKey, ctx: &mut Context<Self>) -> LobbyHandle {
+    fn lobby_for(&mut self, stream: &StreamKey, ctx: &Context<Self>) -> LobbyHandle {
         if let Some(handle) = self.lobbies.get(stream)
             && handle.addr.connected()
         {
