@@ -16,8 +16,10 @@
 //! media peers close), flush the store, exit; bounded by 5 s.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod http;
+pub mod media;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -11,7 +11,6 @@ use actix::Actor as _;
 use actix_web::{App, HttpServer, web};
 use tracing::{info, warn};
 use vestibule_actors::directory::SessionDirectory;
-use vestibule_actors::media::MediaPort;
 use vestibule_actors::registry::{CloseAllLobbies, ControlPlane, LobbyPolicy, LobbyRegistry};
 
 use crate::auth::{KeyError, KeySource, TokenKeys, load_or_generate_key};
@@ -19,6 +18,7 @@ use crate::config::{OnDuplicateUser, Settings};
 use crate::http;
 use crate::http::rate_limit::IpRateLimiter;
 use crate::http::state::AppState;
+use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -28,6 +28,8 @@ pub const DEV_USER: &str = "dev";
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Time the HTTP server gives in-flight requests at shutdown.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
+/// Time media workers get to close their peers at shutdown.
+const MEDIA_DRAIN: Duration = Duration::from_secs(1);
 /// Time lobbies get to close at shutdown.
 const LOBBY_DRAIN: Duration = Duration::from_secs(2);
 
@@ -51,6 +53,9 @@ pub enum StartError {
     /// TLS certificate or key.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The media plane.
+    #[error("media: {0}")]
+    Media(#[from] crate::media::MediaStartError),
     /// Metric registration (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -153,6 +158,8 @@ pub struct Built {
     pub state: AppState,
     /// Where the JWT key came from.
     pub key_source: KeySource,
+    /// The media workers.
+    pub media: MediaPlane,
 }
 
 /// Opens store and key and starts the control plane. Must run inside an
@@ -162,14 +169,15 @@ pub fn build(settings: Settings) -> Result<Built, StartError> {
     let (store, keys, key_source) = prepare(&settings)?;
     let metrics = Metrics::new()?;
     let directory = Arc::new(SessionDirectory::default());
-    // No media workers yet: the port is empty and media routes answer 501.
-    let media = MediaPort::default();
+    let plane_threads = MediaPlane::start(&settings, metrics.registry())?;
+    let media = plane_threads.port.clone();
     let plane = Arc::new(ControlPlane {
         policy: LobbyPolicy {
             max_sessions: settings.lobby.max_sessions,
             max_tracks: settings.lobby.max_tracks,
             replace_duplicates: settings.lobby.on_duplicate_user == OnDuplicateUser::Replace,
             max_sessions_per_user: settings.security.max_sessions_per_user,
+            max_media_sections: settings.session.max_media_sections,
         },
         directory: Arc::clone(&directory),
         metrics: metrics.control.clone(),
@@ -186,15 +194,22 @@ pub fn build(settings: Settings) -> Result<Built, StartError> {
         metrics,
         shutting_down: Arc::new(AtomicBool::new(false)),
     };
-    Ok(Built { state, key_source })
+    Ok(Built {
+        state,
+        key_source,
+        media: plane_threads,
+    })
 }
 
 /// Runs the server until SIGTERM/SIGINT. Must run inside an actix `System`.
 pub async fn run(settings: Settings) -> Result<(), StartError> {
-    let Built { state, key_source } = build(settings)?;
+    let Built {
+        state,
+        key_source,
+        media: media_plane,
+    } = build(settings)?;
     let settings = Arc::clone(&state.settings);
     let registry = state.registry.clone();
-    let media = state.media.clone();
     let shutting_down = Arc::clone(&state.shutting_down);
     let limiter = IpRateLimiter::new(settings.http.rate_limit_per_ip);
     let separate_metrics = settings.metrics.port.is_some();
@@ -275,7 +290,6 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         {
             warn!("lobbies did not close in time");
         }
-        media.shutdown();
         if let Some(h) = metrics_handle {
             h.stop(true).await;
         }
@@ -283,6 +297,8 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     });
 
     server.await.map_err(StartError::Serve)?;
+    // Lobbies are closed; stop the workers (their peers say goodbye).
+    media_plane.stop(MEDIA_DRAIN);
     // 3. the store flushes (WAL checkpoint) when its last handle drops.
     drop(state);
     info!("vestibule stopped");

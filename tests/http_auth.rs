@@ -256,6 +256,13 @@ async fn unbuilt_media_routes_answer_501_with_a_reason() {
         .send()
         .await
         .expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an SDP without media sections");
+    let r = client
+        .post(server.url("/space/demo/stream/demo/whep"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED);
     let body: Value = r.json().await.expect("json");
     assert!(
@@ -264,13 +271,6 @@ async fn unbuilt_media_routes_answer_501_with_a_reason() {
             .is_some_and(|d| d.contains("not built")),
         "{body}"
     );
-    let r = client
-        .post(server.url("/space/demo/stream/demo/whep"))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED);
     let r = client
         .post(server.url("/space/demo/stream/demo/live/start"))
         .header("Authorization", &auth)

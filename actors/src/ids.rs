@@ -82,6 +82,14 @@ macro_rules! secret_id {
             pub fn reveal(&self) -> String {
                 URL_SAFE_NO_PAD.encode(self.0)
             }
+            /// A stable bucket in `0..n` derived from the random bits (for
+            /// placement); `n` must be non-zero.
+            pub fn bucket(&self, n: usize) -> usize {
+                let low = u64::from_le_bytes([
+                    self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7],
+                ]);
+                (low % n.max(1) as u64) as usize
+            }
             /// Constant-time comparison with a presented value.
             pub fn matches(&self, presented: &str) -> bool {
                 use subtle::ConstantTimeEq as _;

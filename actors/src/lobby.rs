@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext as _, Addr, AsyncContext as _, Context, Handler, Message, MessageResult,
+    Actor, ActorContext as _, ActorFutureExt as _, Addr, AsyncContext as _, Context, Handler,
+    Message, MessageResult, ResponseActFuture, WrapFuture as _,
 };
 use tracing::{debug, info};
 
 use crate::directory::SessionRecord;
 use crate::error::{JoinError, PublishError};
 use crate::ids::{CookieSecret, Identity, ParticipantId, ReqToken, SessionId, StreamKey, TrackId};
-use crate::media::WorkerCmd;
+use crate::media::{IngressAnswer, IngressSection, MediaError, PublishedMedia, WorkerCmd};
 use crate::registry::{ControlPlane, LobbyRegistry, LobbyStopped};
 use crate::session::{EndReason, EndSession, Session};
 use crate::snapshot::{LobbySnapshot, MediaKind, ParticipantSnapshot, Purpose, TrackInfo};
@@ -238,7 +239,13 @@ impl Lobby {
     ) -> Arc<SessionRecord> {
         let session_id = SessionId::random();
         let participant_id = ParticipantId::random();
-        let session = Session::new(session_id, participant_id, ctx.address()).start();
+        let session = Session::new(
+            session_id,
+            participant_id,
+            ctx.address(),
+            Arc::clone(&self.plane),
+        )
+        .start();
         let record = Arc::new(SessionRecord {
             session_id,
             participant_id,
@@ -321,6 +328,12 @@ pub struct PublishTrack {
 impl Handler<PublishTrack> for Lobby {
     type Result = Result<TrackId, PublishError>;
     fn handle(&mut self, msg: PublishTrack, _ctx: &mut Context<Self>) -> Self::Result {
+        self.publish_track(msg)
+    }
+}
+
+impl Lobby {
+    fn publish_track(&mut self, msg: PublishTrack) -> Result<TrackId, PublishError> {
         let Some(member) = self.members.get_mut(&msg.session) else {
             return Err(PublishError::UnknownSession);
         };
@@ -377,10 +390,16 @@ pub struct UnpublishTrack {
 impl Handler<UnpublishTrack> for Lobby {
     type Result = bool;
     fn handle(&mut self, msg: UnpublishTrack, _ctx: &mut Context<Self>) -> bool {
-        let Some(track) = self.find_track(&msg.session, &msg.ingress_mid) else {
+        self.unpublish(&msg.session, &msg.ingress_mid)
+    }
+}
+
+impl Lobby {
+    fn unpublish(&mut self, session: &SessionId, mid: &str) -> bool {
+        let Some(track) = self.find_track(session, mid) else {
             return false;
         };
-        if let Some(member) = self.members.get_mut(&msg.session) {
+        if let Some(member) = self.members.get_mut(session) {
             member.tracks.retain(|t| *t != track);
         }
         self.end_track(&track);
@@ -453,5 +472,167 @@ impl Handler<CloseLobby> for Lobby {
         }
         self.closing = true;
         ctx.stop();
+    }
+}
+
+/// Why [`OpenIngress`] failed. The session has been removed from the lobby.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenIngressError {
+    /// The media plane refused or could not process the offer.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// Publishing the offered tracks would exceed `lobby.max_tracks`.
+    #[error("the lobby has too many tracks")]
+    TooManyTracks,
+    /// The session left while the offer was processed.
+    #[error("the session ended")]
+    SessionGone,
+}
+
+/// Creates the session's WHIP peer from its offer and publishes the offered
+/// tracks. On failure the session leaves the lobby.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<IngressAnswer, OpenIngressError>")]
+pub struct OpenIngress {
+    /// The joining session.
+    pub session: SessionId,
+    /// The offer with `i=` lines stripped.
+    pub offer: String,
+    /// Metadata of the offered sections.
+    pub sections: Vec<IngressSection>,
+}
+
+impl Handler<OpenIngress> for Lobby {
+    type Result = ResponseActFuture<Self, Result<IngressAnswer, OpenIngressError>>;
+
+    fn handle(&mut self, msg: OpenIngress, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(member) = self.members.get(&msg.session) else {
+            return Box::pin(actix::fut::ready(Err(OpenIngressError::SessionGone)));
+        };
+        let events = member.record.session.clone().recipient();
+        let participant = member.record.participant_id;
+        let media = self.plane.media.clone();
+        let session = msg.session;
+        let offer = msg.offer;
+        Box::pin(
+            async move {
+                media
+                    .request(&session, |reply| WorkerCmd::OpenIngress {
+                        session,
+                        participant,
+                        offer,
+                        events,
+                        reply,
+                    })
+                    .await
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let answer = match result {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        act.remove_member(&session, EndReason::Rejected, ctx);
+                        return Err(e.into());
+                    }
+                };
+                if !act.members.contains_key(&session) {
+                    return Err(OpenIngressError::SessionGone);
+                }
+                if act.tracks.len() + answer.media.len() > act.plane.policy.max_tracks {
+                    act.plane
+                        .metrics
+                        .tracks_refused
+                        .inc_by(answer.media.len() as u64);
+                    act.remove_member(&session, EndReason::Rejected, ctx);
+                    return Err(OpenIngressError::TooManyTracks);
+                }
+                for media in &answer.media {
+                    act.publish(&session, media, &msg.sections);
+                }
+                Ok(answer)
+            }),
+        )
+    }
+}
+
+impl Lobby {
+    /// Publishes one section of a member with the metadata of its `i=` line.
+    fn publish(
+        &mut self,
+        session: &SessionId,
+        media: &PublishedMedia,
+        sections: &[IngressSection],
+    ) -> Option<TrackId> {
+        let meta = sections.iter().find(|s| s.mid == media.mid);
+        let msg = PublishTrack {
+            session: *session,
+            kind: media.kind,
+            purpose: meta.map_or(Purpose::Guest, |m| m.purpose),
+            mute: meta.is_some_and(|m| m.mute),
+            ingress_mid: media.mid.clone(),
+        };
+        match self.publish_track(msg) {
+            Ok(track) => Some(track),
+            Err(PublishError::LobbyFull) => {
+                self.plane.metrics.tracks_refused.inc();
+                None
+            }
+            Err(PublishError::UnknownSession) => None,
+        }
+    }
+}
+
+/// Applies a client offer from a member's signal channel: the worker
+/// answers it on the channel, then the lobby adds and removes tracks.
+/// Answers whether the offer was applied.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct ApplyClientOffer {
+    /// The offering session.
+    pub session: SessionId,
+    /// Message id to echo.
+    pub id: u64,
+    /// Offer number to echo.
+    pub number: u64,
+    /// The offer, `i=` lines stripped.
+    pub offer: String,
+    /// Metadata of the offered sections.
+    pub sections: Vec<IngressSection>,
+}
+
+impl Handler<ApplyClientOffer> for Lobby {
+    type Result = ResponseActFuture<Self, bool>;
+
+    fn handle(&mut self, msg: ApplyClientOffer, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.members.contains_key(&msg.session) {
+            return Box::pin(actix::fut::ready(false));
+        }
+        let media = self.plane.media.clone();
+        let session = msg.session;
+        let (id, number, offer) = (msg.id, msg.number, msg.offer);
+        Box::pin(
+            async move {
+                media
+                    .request(&session, |reply| WorkerCmd::AnswerClientOffer {
+                        session,
+                        id,
+                        number,
+                        offer,
+                        reply,
+                    })
+                    .await
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| {
+                let Ok(change) = result else { return false };
+                for mid in &change.removed {
+                    act.unpublish(&session, mid);
+                }
+                for added in &change.added {
+                    act.publish(&session, added, &msg.sections);
+                }
+                true
+            }),
+        )
     }
 }

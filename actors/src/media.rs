@@ -1,13 +1,16 @@
 //! The port between the control plane and the media workers (the data
 //! plane). Commands go to a worker on an unbounded mpsc, requests carry a
-//! oneshot reply; events come back as actix messages. Nothing per-packet
-//! crosses this boundary, and no str0m type appears here.
+//! oneshot reply; events come back as actix messages to the session's
+//! actor. Nothing per-packet crosses this boundary, and no str0m type
+//! appears here.
 
-use actix::Message;
+use std::time::Duration;
+
+use actix::{Message, Recipient};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ids::{ParticipantId, SessionId};
-use crate::snapshot::MediaKind;
+use crate::snapshot::{MediaKind, Purpose};
 
 /// Why a media operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,9 +21,67 @@ pub enum MediaError {
     /// The worker is gone (shutting down).
     #[error("the media worker stopped")]
     WorkerGone,
-    /// The offer could not be used.
-    #[error("the offer was rejected: {0}")]
-    Rejected(String),
+    /// The SDP could not be parsed or applied.
+    #[error("malformed SDP: {0}")]
+    MalformedSdp(String),
+    /// An offered audio or video section has no acceptable codec.
+    #[error("no acceptable codec for an offered {0} section")]
+    NoCodec(&'static str),
+    /// The session has no peer on the worker (already closed).
+    #[error("the session has no media peer")]
+    NoPeer,
+}
+
+/// What the control plane knows of one offered media section (from its
+/// `i=` line), keyed by mid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressSection {
+    /// The section's mid.
+    pub mid: String,
+    /// Requested purpose.
+    pub purpose: Purpose,
+    /// Initial mute state.
+    pub mute: bool,
+}
+
+/// A media section the publisher sends on its WHIP connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedMedia {
+    /// Its mid.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+}
+
+/// The worker's answer to a WHIP offer.
+#[derive(Debug, Clone)]
+pub struct IngressAnswer {
+    /// SDP answer.
+    pub sdp: String,
+    /// The ICE session's tag (changes on ICE restart): the resource's ETag.
+    pub etag: String,
+    /// Sections the publisher sends.
+    pub media: Vec<PublishedMedia>,
+}
+
+/// What a client offer on the signal channel changed.
+#[derive(Debug, Clone, Default)]
+pub struct IngressChange {
+    /// Newly published sections.
+    pub added: Vec<PublishedMedia>,
+    /// Mids no longer published (stopped or inactive).
+    pub removed: Vec<String>,
+}
+
+/// Why a peer went away by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerLoss {
+    /// No authenticated traffic for `media.ice_timeout_s`, or DTLS closed.
+    Vanished,
+    /// Never connected within `media.connect_timeout_s`.
+    NeverConnected,
+    /// Broke the signal channel's limits.
+    Misbehaved,
 }
 
 /// A command for one media worker.
@@ -34,8 +95,31 @@ pub enum WorkerCmd {
         participant: ParticipantId,
         /// The client's SDP offer, `i=` lines already stripped.
         offer: String,
-        /// The SDP answer, or why not.
-        reply: oneshot::Sender<Result<String, MediaError>>,
+        /// Where the peer's events go.
+        events: Recipient<MediaEvent>,
+        /// The answer, or why not.
+        reply: oneshot::Sender<Result<IngressAnswer, MediaError>>,
+    },
+    /// Apply a client offer received on the signal channel to the WHIP
+    /// peer and send the answer (type 2, same `id`) on the channel.
+    AnswerClientOffer {
+        /// The session.
+        session: SessionId,
+        /// The offer message's `id`, echoed by the answer.
+        id: u64,
+        /// The offer's `number`, echoed by the answer.
+        number: u64,
+        /// The offer, `i=` lines already stripped.
+        offer: String,
+        /// What changed, or why not.
+        reply: oneshot::Sender<Result<IngressChange, MediaError>>,
+    },
+    /// Ask the publisher for a keyframe on one of its sections (throttled by the worker).
+    RequestKeyframe {
+        /// The publishing session.
+        session: SessionId,
+        /// Ingress mid.
+        mid: String,
     },
     /// Close every peer of a session and forget its routes.
     CloseSession {
@@ -52,22 +136,35 @@ pub enum WorkerCmd {
 pub enum MediaEvent {
     /// ICE and DTLS completed on the session's WHIP peer.
     Connected {
-        /// The session.
-        session: SessionId,
+        /// Time from the answer to DTLS connected.
+        setup: Duration,
     },
-    /// The session's WHIP peer is gone (DTLS closed, ICE timeout, never connected).
-    Disconnected {
-        /// The session.
-        session: SessionId,
+    /// The session's WHIP peer is gone; the worker already closed it.
+    Lost {
+        /// Why.
+        reason: PeerLoss,
     },
-    /// The publisher announced a new m-line.
-    TrackAdded {
-        /// The session.
-        session: SessionId,
+    /// The signal channel is open.
+    SignalOpen,
+    /// A mute message (type 3) for one of the session's own sections.
+    Mute {
         /// Ingress mid.
         mid: String,
-        /// Audio or video.
-        kind: MediaKind,
+        /// New state.
+        mute: bool,
+    },
+    /// A client offer (type 1) for the session's own WHIP connection.
+    ClientOffer {
+        /// Message id.
+        id: u64,
+        /// Offer number.
+        number: u64,
+        /// The offer with `i=` lines stripped.
+        offer: String,
+        /// Section metadata read from the `i=` lines.
+        sections: Vec<IngressSection>,
+        /// Audio and video sections in the offer.
+        media_sections: usize,
     },
 }
 
@@ -95,6 +192,17 @@ impl MediaPort {
         worker.send(cmd).map_err(|_| MediaError::WorkerGone)
     }
 
+    /// Sends a request and waits for its reply.
+    pub async fn request<T>(
+        &self,
+        session: &SessionId,
+        make: impl FnOnce(oneshot::Sender<Result<T, MediaError>>) -> WorkerCmd,
+    ) -> Result<T, MediaError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(session, make(reply))?;
+        answer.await.map_err(|_| MediaError::WorkerGone)?
+    }
+
     /// Tells every worker to stop.
     pub fn shutdown(&self) {
         for worker in &self.workers {
@@ -108,10 +216,7 @@ impl MediaPort {
         }
         // A session's WHIP and WHEP peers share a worker, chosen from the
         // session id's random bits so placement needs no shared counter.
-        let bits = session.reveal();
-        let hash = bits
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-        self.workers.get(hash % self.workers.len())
+        let index = session.bucket(self.workers.len());
+        self.workers.get(index)
     }
 }

@@ -17,6 +17,12 @@ pub struct ControlMetrics {
     pub tracks: IntGaugeVec,
     /// Tracks ever published, by kind.
     pub tracks_published: IntCounterVec,
+    /// Sessions whose WHIP peer completed ICE and DTLS, now.
+    pub sessions_connected: IntGauge,
+    /// Signal-channel requests the control plane ignored, by reason.
+    pub signal_ignored: IntCounterVec,
+    /// Tracks refused because the lobby had `lobby.max_tracks`.
+    pub tracks_refused: IntCounter,
 }
 
 impl ControlMetrics {
@@ -41,7 +47,25 @@ impl ControlMetrics {
                 Opts::new("vestibule_tracks_published_total", "Tracks published"),
                 &["kind"],
             )?,
+            sessions_connected: IntGauge::new(
+                "vestibule_sessions_connected",
+                "Sessions whose WHIP peer is connected (ICE + DTLS) now",
+            )?,
+            signal_ignored: IntCounterVec::new(
+                Opts::new(
+                    "vestibule_signal_ignored_total",
+                    "Signal-channel requests ignored by the control plane, by reason",
+                ),
+                &["reason"],
+            )?,
+            tracks_refused: IntCounter::new(
+                "vestibule_tracks_refused_total",
+                "Tracks not published because the lobby was full",
+            )?,
         };
+        registry.register(Box::new(metrics.sessions_connected.clone()))?;
+        registry.register(Box::new(metrics.signal_ignored.clone()))?;
+        registry.register(Box::new(metrics.tracks_refused.clone()))?;
         registry.register(Box::new(metrics.lobbies.clone()))?;
         registry.register(Box::new(metrics.lobbies_created.clone()))?;
         registry.register(Box::new(metrics.sessions.clone()))?;

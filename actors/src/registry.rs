@@ -29,6 +29,8 @@ pub struct LobbyPolicy {
     pub replace_duplicates: bool,
     /// `security.max_sessions_per_user`.
     pub max_sessions_per_user: usize,
+    /// `session.max_media_sections` (also bounds client offers).
+    pub max_media_sections: usize,
 }
 
 impl Default for LobbyPolicy {
@@ -38,6 +40,7 @@ impl Default for LobbyPolicy {
             max_tracks: 32,
             replace_duplicates: true,
             max_sessions_per_user: 4,
+            max_media_sections: 4,
         }
     }
 }

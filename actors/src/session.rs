@@ -1,11 +1,27 @@
-//! `Session`: one user in one lobby. Owns the session's lifecycle; its lobby
-//! keeps the authoritative membership and is told when the session stops.
+//! `Session`: one user in one lobby. Receives its media peer's events,
+//! applies the per-session signal-channel policy (client offers: one
+//! outstanding, 10 per minute), and tells its lobby when it ends. The lobby
+//! keeps the authoritative membership.
 
-use actix::{Actor, ActorContext as _, Addr, AsyncContext as _, Context, Handler, Message};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext as _, ActorFutureExt as _, Addr, AsyncContext as _, Context, Handler,
+    Message, ResponseActFuture, WrapFuture as _,
+};
 use tracing::{debug, info_span};
 
 use crate::ids::{ParticipantId, SessionId};
-use crate::lobby::{Lobby, SessionLeft};
+use crate::lobby::{ApplyClientOffer, LeaveLobby, Lobby, SessionLeft, SetTrackMute};
+use crate::media::{MediaEvent, PeerLoss};
+use crate::registry::ControlPlane;
+
+/// Client offers accepted per [`CLIENT_OFFER_WINDOW`].
+const CLIENT_OFFERS_PER_WINDOW: usize = 10;
+/// The sliding window of the client-offer rate limit.
+const CLIENT_OFFER_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why a session ended; also the `reason` label of `vestibule_sessions_ended_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +36,8 @@ pub enum EndReason {
     NeverConnected,
     /// The signal channel broke its limits.
     Misbehaved,
+    /// The media plane refused the offer.
+    Rejected,
     /// The stream was deleted.
     LobbyClosed,
     /// The server is shutting down.
@@ -35,8 +53,19 @@ impl EndReason {
             EndReason::PeerGone => "peer_gone",
             EndReason::NeverConnected => "never_connected",
             EndReason::Misbehaved => "misbehaved",
+            EndReason::Rejected => "rejected",
             EndReason::LobbyClosed => "lobby_closed",
             EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl From<PeerLoss> for EndReason {
+    fn from(loss: PeerLoss) -> Self {
+        match loss {
+            PeerLoss::Vanished => EndReason::PeerGone,
+            PeerLoss::NeverConnected => EndReason::NeverConnected,
+            PeerLoss::Misbehaved => EndReason::Misbehaved,
         }
     }
 }
@@ -47,13 +76,25 @@ pub struct Session {
     session_id: SessionId,
     participant_id: ParticipantId,
     lobby: Addr<Lobby>,
+    plane: Arc<ControlPlane>,
     end_reason: Option<EndReason>,
+    connected: bool,
+    signal_open: bool,
+    /// A client offer is being applied; further ones are ignored meanwhile.
+    client_offer_pending: bool,
+    /// When recent client offers were accepted (rate window).
+    client_offers: VecDeque<Instant>,
     span: tracing::Span,
 }
 
 impl Session {
     /// A session of `lobby`.
-    pub fn new(session_id: SessionId, participant_id: ParticipantId, lobby: Addr<Lobby>) -> Self {
+    pub fn new(
+        session_id: SessionId,
+        participant_id: ParticipantId,
+        lobby: Addr<Lobby>,
+        plane: Arc<ControlPlane>,
+    ) -> Self {
         // The public participant id names the span: the secret session id
         // must never reach a log line.
         let span = info_span!("session", participant = %participant_id);
@@ -61,9 +102,42 @@ impl Session {
             session_id,
             participant_id,
             lobby,
+            plane,
             end_reason: None,
+            connected: false,
+            signal_open: false,
+            client_offer_pending: false,
+            client_offers: VecDeque::new(),
             span,
         }
+    }
+
+    fn ignore(&self, reason: &str) {
+        self.plane
+            .metrics
+            .signal_ignored
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Whether a client offer may be applied now (and records it if so).
+    fn admit_client_offer(&mut self, now: Instant) -> Result<(), &'static str> {
+        if self.client_offer_pending {
+            return Err("offer_outstanding");
+        }
+        while self
+            .client_offers
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= CLIENT_OFFER_WINDOW)
+        {
+            self.client_offers.pop_front();
+        }
+        if self.client_offers.len() >= CLIENT_OFFERS_PER_WINDOW {
+            return Err("offer_rate");
+        }
+        self.client_offers.push_back(now);
+        self.client_offer_pending = true;
+        Ok(())
     }
 }
 
@@ -78,6 +152,9 @@ impl Actor for Session {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         let _enter = self.span.enter();
         debug!(participant = %self.participant_id, "session stopped");
+        if self.connected {
+            self.plane.metrics.sessions_connected.dec();
+        }
         // The lobby ignores this when it already removed the session itself.
         self.lobby.do_send(SessionLeft {
             session: self.session_id,
@@ -86,8 +163,7 @@ impl Actor for Session {
     }
 }
 
-/// Stops the session. Sent by its lobby after it removed the membership,
-/// or by the media side when the peer is gone.
+/// Stops the session. Sent by its lobby after it removed the membership.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct EndSession {
@@ -112,5 +188,113 @@ impl Handler<IsAlive> for Session {
     type Result = bool;
     fn handle(&mut self, _msg: IsAlive, ctx: &mut Context<Self>) -> bool {
         ctx.address().connected()
+    }
+}
+
+/// The session's signal-channel and connection state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// WHIP peer connected.
+    pub connected: bool,
+    /// Signal channel open.
+    pub signal_open: bool,
+}
+
+/// Returns [`SessionStatus`].
+#[derive(Debug, Message)]
+#[rtype(result = "SessionStatus")]
+pub struct GetSessionStatus;
+
+impl Handler<GetSessionStatus> for Session {
+    type Result = actix::MessageResult<GetSessionStatus>;
+    fn handle(&mut self, _msg: GetSessionStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(SessionStatus {
+            connected: self.connected,
+            signal_open: self.signal_open,
+        })
+    }
+}
+
+impl Handler<MediaEvent> for Session {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, event: MediaEvent, _ctx: &mut Context<Self>) -> Self::Result {
+        let span = self.span.clone();
+        let _enter = span.enter();
+        match event {
+            MediaEvent::Connected { setup } => {
+                if !self.connected {
+                    self.connected = true;
+                    self.plane.metrics.sessions_connected.inc();
+                }
+                debug!(setup_ms = setup.as_millis() as u64, "peer connected");
+            }
+            MediaEvent::Lost { reason } => {
+                let reason = EndReason::from(reason);
+                self.end_reason.get_or_insert(reason);
+                self.lobby.do_send(LeaveLobby {
+                    session: self.session_id,
+                    reason,
+                });
+            }
+            MediaEvent::SignalOpen => self.signal_open = true,
+            MediaEvent::Mute { mid, mute } => {
+                let lobby = self.lobby.clone();
+                let session = self.session_id;
+                return Box::pin(
+                    async move {
+                        lobby
+                            .send(SetTrackMute {
+                                session,
+                                ingress_mid: mid,
+                                mute,
+                            })
+                            .await
+                            .unwrap_or(false)
+                    }
+                    .into_actor(self)
+                    .map(|known, act, _ctx| {
+                        if !known {
+                            act.ignore("mute_unknown_mid");
+                        }
+                    }),
+                );
+            }
+            MediaEvent::ClientOffer {
+                id,
+                number,
+                offer,
+                sections,
+                media_sections,
+            } => {
+                if media_sections > self.plane.policy.max_media_sections {
+                    self.ignore("offer_too_many_sections");
+                    return Box::pin(actix::fut::ready(()));
+                }
+                if let Err(reason) = self.admit_client_offer(Instant::now()) {
+                    self.ignore(reason);
+                    return Box::pin(actix::fut::ready(()));
+                }
+                let lobby = self.lobby.clone();
+                let apply = ApplyClientOffer {
+                    session: self.session_id,
+                    id,
+                    number,
+                    offer,
+                    sections,
+                };
+                return Box::pin(
+                    async move { lobby.send(apply).await.unwrap_or(false) }
+                        .into_actor(self)
+                        .map(|applied, act, _ctx| {
+                            act.client_offer_pending = false;
+                            if !applied {
+                                act.ignore("offer_rejected");
+                            }
+                        }),
+                );
+            }
+        }
+        Box::pin(actix::fut::ready(()))
     }
 }

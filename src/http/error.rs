@@ -236,7 +236,11 @@ impl From<MediaError> for ApiError {
                 detail: "the media plane is stopping",
                 retry_after: 5,
             },
-            MediaError::Rejected(why) => ApiError::Unprocessable(why),
+            MediaError::MalformedSdp(why) => ApiError::MalformedSdp(why),
+            MediaError::NoCodec(kind) => {
+                ApiError::Unprocessable(format!("no acceptable codec for the offered {kind}"))
+            }
+            MediaError::NoPeer => ApiError::NotFound("no such session"),
         }
     }
 }

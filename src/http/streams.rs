@@ -33,6 +33,30 @@ pub(super) async fn find_stream(state: &AppState, key: &StreamKey) -> Result<Str
         .ok_or(ApiError::NotFound("no such stream"))
 }
 
+/// The stored stream; with `streams.auto_create` an unknown stream (and its
+/// space) is created with the caller as owner.
+pub(super) async fn find_or_create_stream(
+    state: &AppState,
+    key: &StreamKey,
+    user: &AuthUser,
+) -> Result<StreamRow, ApiError> {
+    match find_stream(state, key).await {
+        Err(ApiError::NotFound(_)) if state.settings.streams.auto_create => {
+            let store = state.store.clone();
+            let (k, owner, home) = (
+                key.clone(),
+                user.identity.user_id.clone(),
+                user.identity.home.clone(),
+            );
+            web::block(move || store.put_stream(&k.space, &k.stream, &owner, home.as_deref(), ""))
+                .await??;
+            tracing::info!(stream = %key, "stream auto-created");
+            find_stream(state, key).await
+        }
+        other => other,
+    }
+}
+
 /// Whether `user` owns `row`.
 pub(super) fn is_owner(row: &StreamRow, user: &AuthUser) -> bool {
     row.owner == user.identity.user_id && row.owner_home == user.identity.home

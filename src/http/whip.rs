@@ -1,15 +1,26 @@
 //! WHIP: the ingress half of a lobby session (API.md "Lobby endpoints").
 
+use std::time::Duration;
+
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use vestibule_actors::lobby::LeaveLobby;
+use vestibule_actors::StreamKey;
+use vestibule_actors::lobby::{LeaveLobby, OpenIngress, OpenIngressError};
+use vestibule_actors::registry::JoinLobby;
 use vestibule_actors::session::EndReason;
 
 use super::body::{SDP, SDPFRAG, read_sdp, require_type};
-use super::cookie::cleared_cookie;
+use super::cookie::{cleared_cookie, session_cookie};
 use super::credentials::{SessionAuth, SessionCaller, Target, require_bearer, session_caller};
 use super::error::ApiError;
 use super::state::AppState;
-use super::streams::{find_stream, stream_key};
+use super::streams::{find_or_create_stream, is_owner, stream_key};
+use crate::config::IceServer;
+use crate::media::peer::ingress_sections;
+use crate::media::sdp_meta;
+
+/// How long a WHIP POST waits for the control and media planes.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `POST /whip`: join the lobby with an SDP offer.
 pub(super) async fn create(
@@ -18,21 +29,108 @@ pub(super) async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_bearer(&req, &state)?;
+    let user = require_bearer(&req, &state)?;
     let key = stream_key(&path)?;
-    let _offer = read_sdp(&req, payload).await?;
+    let offer = read_sdp(&req, payload).await?;
     if state.is_shutting_down() {
         return Err(ApiError::Unavailable {
             detail: "the server is shutting down",
             retry_after: 5,
         });
     }
-    let _row = find_stream(&state, &key).await?;
-    // The media plane (str0m workers) answers offers; until it exists the
-    // request is refused after every check a client could fail.
-    Err(ApiError::NotImplemented(
-        "WHIP media is not built in this version",
+    let row = find_or_create_stream(&state, &key, &user).await?;
+    let prepared =
+        sdp_meta::prepare_offer(&offer).map_err(|e| ApiError::MalformedSdp(e.to_string()))?;
+    if prepared.media_sections() > state.settings.session.max_media_sections {
+        return Err(ApiError::Unprocessable(format!(
+            "the offer has more than {} media sections",
+            state.settings.session.max_media_sections
+        )));
+    }
+    let sections = ingress_sections(&prepared);
+    let ticket = state
+        .registry
+        .send(JoinLobby {
+            stream: key.clone(),
+            identity: user.identity.clone(),
+            is_owner: is_owner(&row, &user),
+        })
+        .timeout(CREATE_TIMEOUT)
+        .await??;
+    let record = ticket.record;
+    let opened = record
+        .lobby
+        .send(OpenIngress {
+            session: record.session_id,
+            offer: prepared.sdp,
+            sections,
+        })
+        .timeout(CREATE_TIMEOUT)
+        .await;
+    let answer = match opened {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(OpenIngressError::Media(e))) => return Err(e.into()),
+        Ok(Err(OpenIngressError::TooManyTracks)) => {
+            return Err(ApiError::TooManyRequests {
+                detail: "the lobby is full: too many tracks",
+                retry_after: 5,
+            });
+        }
+        Ok(Err(OpenIngressError::SessionGone)) => {
+            return Err(ApiError::Conflict {
+                detail: "the session was replaced while it was created",
+                retry_after: None,
+            });
+        }
+        Err(e) => {
+            // The lobby may still hold the half-made session: end it.
+            record.lobby.do_send(LeaveLobby {
+                session: record.session_id,
+                reason: EndReason::Rejected,
+            });
+            return Err(e.into());
+        }
+    };
+    tracing::info!(lobby = %key, participant = %record.participant_id, tracks = answer.media.len(), "whip session created");
+    let mut resp = HttpResponse::Created();
+    resp.content_type(SDP)
+        .insert_header((
+            header::LOCATION,
+            resource_path(&state, &key, &record.session_id.reveal()),
+        ))
+        .insert_header((header::ETAG, answer.etag))
+        .insert_header(("X-Req-Token", record.req_token.reveal()))
+        .cookie(session_cookie(&state.settings, &key, &record.cookie));
+    for link in ice_server_links(&state.settings.media.ice_servers) {
+        resp.append_header((header::LINK, link));
+    }
+    Ok(resp.body(answer.sdp))
+}
+
+/// The session's resource URL (absolute path, behind the public base path).
+fn resource_path(state: &AppState, key: &StreamKey, session: &str) -> String {
+    state.public_path(&format!(
+        "/space/{}/stream/{}/whip/{session}",
+        key.space, key.stream
     ))
+}
+
+/// `Link` header values for the configured STUN/TURN servers (RFC 9725 §4.6).
+pub(super) fn ice_server_links(servers: &[IceServer]) -> Vec<String> {
+    servers
+        .iter()
+        .map(|s| {
+            let mut link = format!("<{}>; rel=\"ice-server\"", s.urls);
+            if let (Some(user), Some(credential)) = (&s.username, &s.credential) {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    user.replace('"', ""),
+                    credential.replace('"', "")
+                ));
+            }
+            link
+        })
+        .collect()
 }
 
 /// Ends a session and answers once it is out of the directory.

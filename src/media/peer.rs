@@ -1,0 +1,467 @@
+//! One str0m `Rtc` and what the worker keeps beside it: routes, timers,
+//! liveness and, for a WHIP (ingress) peer, the signal channel and the
+//! published sections. Sans-IO: every method takes `now`; transmits go to
+//! the caller's queue and control events to the session's recipient.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use str0m::channel::ChannelId;
+use str0m::media::{KeyframeRequestKind, MediaKind as StrMediaKind, Mid};
+use str0m::rtp::Ssrc;
+use str0m::{Event, IceConnectionState, Output, Rtc};
+use vestibule_actors::ids::{ParticipantId, SessionId};
+use vestibule_actors::media::{IngressSection, MediaEvent, PeerLoss, PublishedMedia};
+use vestibule_actors::snapshot::MediaKind;
+
+use super::metrics::BoundMetrics;
+use super::sdp_meta;
+use super::signal::{self, Admission, SignalMessage, SignalRateLimit};
+use super::udp::SendQueue;
+
+/// Label of the signal data channel (API.md "Signal channel").
+pub const SIGNAL_LABEL: &str = "signal";
+/// How long after DTLS connects a channel labelled otherwise may become the signal channel.
+pub const SIGNAL_FALLBACK: Duration = Duration::from_secs(2);
+/// At most one keyframe request per stream per this interval.
+pub const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+
+/// Worker-wide settings a peer needs.
+#[derive(Debug, Clone)]
+pub struct PeerLimits {
+    /// `media.ice_timeout_s`.
+    pub ice_timeout: Duration,
+    /// `media.connect_timeout_s`.
+    pub connect_timeout: Duration,
+    /// `signal.max_message_bytes`.
+    pub signal_max_bytes: usize,
+    /// `signal.max_messages_per_s`.
+    pub signal_per_s: u32,
+}
+
+/// The signal channel's selection state.
+#[derive(Debug)]
+enum SignalState {
+    /// No channel chosen; `fallback` is the first channel opened with another label.
+    Choosing { fallback: Option<ChannelId> },
+    /// This channel carries signalling.
+    Chosen(ChannelId),
+}
+
+/// A WHIP peer's extra state.
+#[derive(Debug)]
+pub struct Ingress {
+    signal: SignalState,
+    limiter: SignalRateLimit,
+    /// Outgoing signal messages, written after the current drain.
+    outbox: Vec<Vec<u8>>,
+    /// Sections the publisher sends, by mid.
+    published: HashMap<Mid, MediaKind>,
+    /// Sections added since the last take (accept_offer results).
+    added: Vec<PublishedMedia>,
+    /// Sections that stopped being received since the last take.
+    removed: Vec<String>,
+    /// SSRC -> is video, cached on the first packet of each stream.
+    ssrc_video: HashMap<Ssrc, bool>,
+    /// Last keyframe request per ingress mid.
+    last_keyframe_request: HashMap<Mid, Instant>,
+    /// NACK count last reported per ingress mid (stats are cumulative).
+    nacks_seen: HashMap<Mid, u64>,
+}
+
+/// One media peer.
+#[derive(Debug)]
+pub struct Peer {
+    /// Owning session.
+    pub session: SessionId,
+    /// Its public id, for logs.
+    pub participant: ParticipantId,
+    /// The str0m peer connection.
+    pub rtc: Rtc,
+    /// Our local ICE ufrag (demux key).
+    pub ufrag: String,
+    /// Remote addresses learned for this peer.
+    pub addrs: Vec<SocketAddr>,
+    /// Where control events go.
+    events: Recipient<MediaEvent>,
+    // Timers.
+    /// str0m's next timeout.
+    pub rtc_timeout: Instant,
+    /// The deadline currently in the heap for this peer.
+    pub scheduled: Option<Instant>,
+    answered_at: Instant,
+    connected_at: Option<Instant>,
+    last_activity: Instant,
+    limits: PeerLimits,
+    /// Set once the peer is gone; the worker then removes it.
+    pub lost: Option<PeerLoss>,
+    /// Ingress (WHIP) state.
+    pub ingress: Ingress,
+}
+
+impl Peer {
+    /// A WHIP peer whose answer was just produced.
+    pub fn new_ingress(
+        session: SessionId,
+        participant: ParticipantId,
+        rtc: Rtc,
+        ufrag: String,
+        events: Recipient<MediaEvent>,
+        limits: PeerLimits,
+        now: Instant,
+    ) -> Self {
+        let limiter = SignalRateLimit::new(limits.signal_max_bytes, limits.signal_per_s, now);
+        Self {
+            session,
+            participant,
+            rtc,
+            ufrag,
+            addrs: Vec::new(),
+            events,
+            rtc_timeout: now,
+            scheduled: None,
+            answered_at: now,
+            connected_at: None,
+            last_activity: now,
+            limits,
+            lost: None,
+            ingress: Ingress {
+                signal: SignalState::Choosing { fallback: None },
+                limiter,
+                outbox: Vec::new(),
+                published: HashMap::new(),
+                added: Vec::new(),
+                removed: Vec::new(),
+                ssrc_video: HashMap::new(),
+                last_keyframe_request: HashMap::new(),
+                nacks_seen: HashMap::new(),
+            },
+        }
+    }
+
+    /// The earliest moment this peer needs attention.
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = self.rtc_timeout;
+        match self.connected_at {
+            None => next = next.min(self.answered_at + self.limits.connect_timeout),
+            Some(at) => {
+                next = next.min(self.last_activity + self.limits.ice_timeout);
+                if matches!(self.ingress.signal, SignalState::Choosing { .. }) {
+                    next = next.min(at + SIGNAL_FALLBACK);
+                }
+            }
+        }
+        next
+    }
+
+    /// Authenticated traffic arrived (STUN that passed integrity, SRTP, data).
+    pub fn touch(&mut self, now: Instant) {
+        self.last_activity = now;
+    }
+
+    /// Applies application deadlines and str0m's own timeout.
+    pub fn on_timeout(&mut self, now: Instant, tx: &mut SendQueue, metrics: &BoundMetrics) {
+        match self.connected_at {
+            None if now >= self.answered_at + self.limits.connect_timeout => {
+                self.lost = Some(PeerLoss::NeverConnected);
+                return;
+            }
+            Some(_) if now >= self.last_activity + self.limits.ice_timeout => {
+                self.lost = Some(PeerLoss::Vanished);
+                return;
+            }
+            Some(at) if now >= at + SIGNAL_FALLBACK => self.settle_signal_fallback(),
+            _ => {}
+        }
+        if self.rtc_timeout <= now && self.rtc.handle_input(str0m::Input::Timeout(now)).is_err() {
+            self.lost = Some(PeerLoss::Vanished);
+            return;
+        }
+        self.drain(now, tx, metrics);
+    }
+
+    /// Polls str0m until it wants to wait, handling its events; then writes
+    /// queued signal messages (a mutation) and drains again.
+    pub fn drain(&mut self, now: Instant, tx: &mut SendQueue, metrics: &BoundMetrics) {
+        loop {
+            self.drain_once(now, tx, metrics);
+            if self.ingress.outbox.is_empty() || self.lost.is_some() {
+                break;
+            }
+            self.flush_outbox(metrics);
+        }
+        if !self.rtc.is_alive() && self.lost.is_none() {
+            self.lost = Some(PeerLoss::Vanished);
+        }
+    }
+
+    fn drain_once(&mut self, now: Instant, tx: &mut SendQueue, metrics: &BoundMetrics) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.rtc_timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => tx.push(t.destination, t.contents.into()),
+                Ok(Output::Event(event)) => self.on_event(event, now, metrics),
+                Err(_) => {
+                    self.lost = Some(PeerLoss::Vanished);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush_outbox(&mut self, metrics: &BoundMetrics) {
+        let SignalState::Chosen(id) = self.ingress.signal else {
+            // Nothing can be written before a channel is chosen; callers
+            // only queue after SignalOpen, so this drops nothing real.
+            self.ingress.outbox.clear();
+            return;
+        };
+        for message in std::mem::take(&mut self.ingress.outbox) {
+            let written = self.rtc.channel(id).map(|mut ch| ch.write(true, &message));
+            if !matches!(written, Some(Ok(true))) {
+                metrics.family.signal_dropped("send_failed");
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant, metrics: &BoundMetrics) {
+        match event {
+            Event::Connected if self.connected_at.is_none() => {
+                self.connected_at = Some(now);
+                self.last_activity = now;
+                let setup = now.duration_since(self.answered_at);
+                metrics.family.setup_seconds.observe(setup.as_secs_f64());
+                self.events.do_send(MediaEvent::Connected { setup });
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.lost = Some(PeerLoss::Vanished);
+            }
+            Event::MediaAdded(added) if added.direction.is_receiving() => {
+                self.note_published(added.mid, added.kind);
+            }
+            Event::MediaChanged(changed) => {
+                let was = self.ingress.published.contains_key(&changed.mid);
+                if was && !changed.direction.is_receiving() {
+                    self.ingress.published.remove(&changed.mid);
+                    self.ingress.removed.push(changed.mid.to_string());
+                } else if !was && changed.direction.is_receiving() {
+                    let kind = self.rtc.media(changed.mid).map(|m| m.kind());
+                    if let Some(kind) = kind {
+                        self.note_published(changed.mid, kind);
+                    }
+                }
+            }
+            Event::ChannelOpen(id, label) => self.on_channel_open(id, &label),
+            Event::ChannelClose(id) => {
+                if matches!(self.ingress.signal, SignalState::Chosen(c) if c == id) {
+                    // The client closed its signal channel: it gets no more
+                    // offers; the session itself lives on with its media.
+                    self.ingress.signal = SignalState::Choosing { fallback: None };
+                }
+            }
+            Event::ChannelData(data) => {
+                self.last_activity = now;
+                if matches!(self.ingress.signal, SignalState::Chosen(c) if c == data.id) {
+                    self.on_signal_data(&data.data, now, metrics);
+                } else {
+                    metrics.family.signal_dropped("not_signal_channel");
+                }
+            }
+            Event::RtpPacket(packet) => {
+                self.last_activity = now;
+                let ssrc = packet.header.ssrc;
+                let video = match self.ingress.ssrc_video.get(&ssrc) {
+                    Some(v) => *v,
+                    None => {
+                        let video = self
+                            .kind_of_ssrc(ssrc)
+                            .is_some_and(|k| k == MediaKind::Video);
+                        self.ingress.ssrc_video.insert(ssrc, video);
+                        video
+                    }
+                };
+                metrics.rtp_received(video, packet.payload.len());
+            }
+            Event::MediaIngressStats(stats) => {
+                // Stats are cumulative per stream; count the growth.
+                let seen = self.ingress.nacks_seen.entry(stats.mid).or_insert(0);
+                metrics
+                    .family
+                    .nacks_sent
+                    .inc_by(stats.nacks.saturating_sub(*seen));
+                *seen = stats.nacks.max(*seen);
+            }
+            _ => {}
+        }
+    }
+
+    fn kind_of_ssrc(&mut self, ssrc: Ssrc) -> Option<MediaKind> {
+        let mid = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid())?;
+        self.ingress.published.get(&mid).copied().or_else(|| {
+            self.rtc.media(mid).map(|m| match m.kind() {
+                StrMediaKind::Audio => MediaKind::Audio,
+                StrMediaKind::Video => MediaKind::Video,
+            })
+        })
+    }
+
+    fn note_published(&mut self, mid: Mid, kind: StrMediaKind) {
+        let kind = match kind {
+            StrMediaKind::Audio => MediaKind::Audio,
+            StrMediaKind::Video => MediaKind::Video,
+        };
+        if self.ingress.published.insert(mid, kind).is_none() {
+            self.ingress.added.push(PublishedMedia {
+                mid: mid.to_string(),
+                kind,
+            });
+        }
+    }
+
+    /// Sections added and removed since the last call.
+    pub fn take_changes(&mut self) -> (Vec<PublishedMedia>, Vec<String>) {
+        (
+            std::mem::take(&mut self.ingress.added),
+            std::mem::take(&mut self.ingress.removed),
+        )
+    }
+
+    fn on_channel_open(&mut self, id: ChannelId, label: &str) {
+        match self.ingress.signal {
+            SignalState::Chosen(_) => self.close_channel(id),
+            SignalState::Choosing { fallback } => {
+                if label == SIGNAL_LABEL {
+                    if let Some(other) = fallback {
+                        self.close_channel(other);
+                    }
+                    self.choose_signal(id);
+                } else if fallback.is_none() && self.connected_at.is_some() {
+                    self.ingress.signal = SignalState::Choosing { fallback: Some(id) };
+                } else {
+                    self.close_channel(id);
+                }
+            }
+        }
+    }
+
+    fn settle_signal_fallback(&mut self) {
+        if let SignalState::Choosing { fallback: Some(id) } = self.ingress.signal {
+            self.choose_signal(id);
+        }
+    }
+
+    fn choose_signal(&mut self, id: ChannelId) {
+        self.ingress.signal = SignalState::Chosen(id);
+        self.events.do_send(MediaEvent::SignalOpen);
+    }
+
+    fn close_channel(&mut self, id: ChannelId) {
+        self.rtc.direct_api().close_data_channel(id);
+    }
+
+    fn on_signal_data(&mut self, data: &[u8], now: Instant, metrics: &BoundMetrics) {
+        match self.ingress.limiter.admit(now, data.len()) {
+            Admission::Accepted => {}
+            Admission::Dropped { .. } => {
+                metrics.family.signal_dropped("rate_or_size");
+                return;
+            }
+            Admission::Close => {
+                metrics.family.signal_dropped("rate_or_size");
+                self.lost = Some(PeerLoss::Misbehaved);
+                return;
+            }
+        }
+        let message = match signal::decode(data, self.limits.signal_max_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                metrics.family.signal_dropped(e.reason());
+                return;
+            }
+        };
+        match message {
+            SignalMessage::Mute { mid, mute, .. } => {
+                metrics.family.signal_message("in", "mute");
+                self.events.do_send(MediaEvent::Mute { mid, mute });
+            }
+            SignalMessage::Offer {
+                id, number, sdp, ..
+            } => {
+                metrics.family.signal_message("in", "offer");
+                match sdp_meta::prepare_offer(&sdp) {
+                    Ok(prepared) => {
+                        let media_sections = prepared.media_sections();
+                        let sections = ingress_sections(&prepared);
+                        self.events.do_send(MediaEvent::ClientOffer {
+                            id,
+                            number,
+                            offer: prepared.sdp,
+                            sections,
+                            media_sections,
+                        });
+                    }
+                    Err(_) => metrics.family.signal_dropped("bad_offer"),
+                }
+            }
+            SignalMessage::Answer { .. } => {
+                // Answers belong to server offers for a WHEP connection,
+                // which this peer has not sent.
+                metrics.family.signal_dropped("unexpected_answer");
+            }
+        }
+    }
+
+    /// Queues a signal message; written after the current drain.
+    pub fn queue_signal(&mut self, message: &SignalMessage) {
+        self.ingress.outbox.push(signal::encode(message));
+    }
+
+    /// Asks the publisher for a keyframe on `mid`, at most once per
+    /// [`KEYFRAME_THROTTLE`]. Returns whether a request was sent.
+    pub fn request_keyframe(&mut self, mid: Mid, now: Instant, metrics: &BoundMetrics) -> bool {
+        if let Some(last) = self.ingress.last_keyframe_request.get(&mid)
+            && now.duration_since(*last) < KEYFRAME_THROTTLE
+        {
+            metrics.family.keyframe_requests_throttled.inc();
+            return false;
+        }
+        let mut api = self.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+            return false;
+        };
+        rx.request_keyframe(KeyframeRequestKind::Pli);
+        self.ingress.last_keyframe_request.insert(mid, now);
+        metrics.family.keyframe_requests.inc();
+        true
+    }
+
+    /// A handle for sending this peer's events after it is removed.
+    pub fn events_recipient(&self) -> Recipient<MediaEvent> {
+        self.events.clone()
+    }
+
+    /// Whether the peer has reached DTLS connected.
+    pub fn is_connected(&self) -> bool {
+        self.connected_at.is_some()
+    }
+}
+
+/// Control-plane metadata of the offered sections.
+pub fn ingress_sections(prepared: &sdp_meta::PreparedOffer) -> Vec<IngressSection> {
+    prepared
+        .sections
+        .iter()
+        .filter_map(|s| {
+            Some(IngressSection {
+                mid: s.mid.clone()?,
+                purpose: s.purpose,
+                mute: s.mute,
+            })
+        })
+        .collect()
+}
