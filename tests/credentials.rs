@@ -42,7 +42,10 @@ impl Harness {
                 "VESTIBULE__SECURITY__JWT__TEARDOWN_GRACE_S".to_string(),
                 "3600".to_string(),
             ),
-            ("VESTIBULE__MEDIA__BIND".to_string(), "127.0.0.1".to_string()),
+            (
+                "VESTIBULE__MEDIA__BIND".to_string(),
+                "127.0.0.1".to_string(),
+            ),
             ("VESTIBULE__MEDIA__PORT_BASE".to_string(), "0".to_string()),
         ];
         let settings = Settings::load_with_env(None, env).expect("settings");

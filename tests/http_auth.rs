@@ -256,7 +256,11 @@ async fn unbuilt_media_routes_answer_501_with_a_reason() {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an SDP without media sections");
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "an SDP without media sections"
+    );
     let r = client
         .post(server.url("/space/demo/stream/demo/whep"))
         .header("Authorization", &auth)

@@ -132,6 +132,8 @@ enum Control {
 pub struct Publisher {
     /// The server's 201 response.
     pub response: WhipResponse,
+    /// Our sections at connect time: (mid, is video).
+    pub mids: Vec<(String, bool)>,
     /// Shared state of the media thread.
     pub state: Arc<PublisherState>,
     control: Sender<Control>,
@@ -214,6 +216,7 @@ impl Publisher {
             .map_err(|e| ClientError::Sdp(e.to_string()))?;
         let state = Arc::new(PublisherState::default());
         let (control, control_rx) = mpsc::channel();
+        let mid_names = mids.iter().map(|(m, v)| (m.to_string(), *v)).collect();
         let media = MediaLoop {
             rtc,
             socket,
@@ -232,6 +235,7 @@ impl Publisher {
             .spawn(move || media.run())?;
         Ok(Publisher {
             response,
+            mids: mid_names,
             state,
             control,
             thread: Some(thread),
@@ -279,6 +283,23 @@ impl Publisher {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|_| "no reply".to_string())?
+    }
+
+    /// The first mid of the given kind.
+    pub fn mid(&self, video: bool) -> Option<&str> {
+        self.mids
+            .iter()
+            .find(|(_, v)| *v == video)
+            .map(|(m, _)| m.as_str())
+    }
+
+    /// The server's media address from the answer's first host candidate.
+    pub fn server_media_addr(&self) -> Option<SocketAddr> {
+        self.response.answer.lines().find_map(|l| {
+            let c = l.strip_prefix("a=candidate:")?;
+            let parts: Vec<&str> = c.split_whitespace().collect();
+            format!("{}:{}", parts.get(4)?, parts.get(5)?).parse().ok()
+        })
     }
 
     /// Signal messages received so far.

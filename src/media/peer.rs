@@ -59,10 +59,6 @@ pub struct Ingress {
     outbox: Vec<Vec<u8>>,
     /// Sections the publisher sends, by mid.
     published: HashMap<Mid, MediaKind>,
-    /// Sections added since the last take (accept_offer results).
-    added: Vec<PublishedMedia>,
-    /// Sections that stopped being received since the last take.
-    removed: Vec<String>,
     /// SSRC -> is video, cached on the first packet of each stream.
     ssrc_video: HashMap<Ssrc, bool>,
     /// Last keyframe request per ingress mid.
@@ -132,8 +128,6 @@ impl Peer {
                 limiter,
                 outbox: Vec::new(),
                 published: HashMap::new(),
-                added: Vec::new(),
-                removed: Vec::new(),
                 ssrc_video: HashMap::new(),
                 last_keyframe_request: HashMap::new(),
                 nacks_seen: HashMap::new(),
@@ -241,21 +235,6 @@ impl Peer {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.lost = Some(PeerLoss::Vanished);
             }
-            Event::MediaAdded(added) if added.direction.is_receiving() => {
-                self.note_published(added.mid, added.kind);
-            }
-            Event::MediaChanged(changed) => {
-                let was = self.ingress.published.contains_key(&changed.mid);
-                if was && !changed.direction.is_receiving() {
-                    self.ingress.published.remove(&changed.mid);
-                    self.ingress.removed.push(changed.mid.to_string());
-                } else if !was && changed.direction.is_receiving() {
-                    let kind = self.rtc.media(changed.mid).map(|m| m.kind());
-                    if let Some(kind) = kind {
-                        self.note_published(changed.mid, kind);
-                    }
-                }
-            }
             Event::ChannelOpen(id, label) => self.on_channel_open(id, &label),
             Event::ChannelClose(id) => {
                 if matches!(self.ingress.signal, SignalState::Chosen(c) if c == id) {
@@ -310,25 +289,31 @@ impl Peer {
         })
     }
 
-    fn note_published(&mut self, mid: Mid, kind: StrMediaKind) {
-        let kind = match kind {
-            StrMediaKind::Audio => MediaKind::Audio,
-            StrMediaKind::Video => MediaKind::Video,
-        };
-        if self.ingress.published.insert(mid, kind).is_none() {
-            self.ingress.added.push(PublishedMedia {
-                mid: mid.to_string(),
-                kind,
-            });
+    /// Reconciles the published sections with an SDP answer we produced:
+    /// a section is published while our side receives on it. Returns what
+    /// was added and removed. Derived from the answer rather than from
+    /// str0m's `MediaAdded` events, whose timing follows the connection.
+    pub fn apply_answer(&mut self, answer: &str) -> (Vec<PublishedMedia>, Vec<String>) {
+        let now_published = receiving_sections(answer);
+        let mut added = Vec::new();
+        for (mid, kind) in &now_published {
+            let mid = Mid::from(mid.as_str());
+            if self.ingress.published.insert(mid, *kind).is_none() {
+                added.push(PublishedMedia {
+                    mid: mid.to_string(),
+                    kind: *kind,
+                });
+            }
         }
-    }
-
-    /// Sections added and removed since the last call.
-    pub fn take_changes(&mut self) -> (Vec<PublishedMedia>, Vec<String>) {
-        (
-            std::mem::take(&mut self.ingress.added),
-            std::mem::take(&mut self.ingress.removed),
-        )
+        let mut removed = Vec::new();
+        self.ingress.published.retain(|mid, _| {
+            let keep = now_published.iter().any(|(m, _)| *m == mid.to_string());
+            if !keep {
+                removed.push(mid.to_string());
+            }
+            keep
+        });
+        (added, removed)
     }
 
     fn on_channel_open(&mut self, id: ChannelId, label: &str) {
@@ -449,6 +434,40 @@ impl Peer {
     pub fn is_connected(&self) -> bool {
         self.connected_at.is_some()
     }
+}
+
+/// The audio/video sections of an answer on which we receive: enabled
+/// (port not 0) and `recvonly` or `sendrecv` from our side.
+pub fn receiving_sections(answer: &str) -> Vec<(String, MediaKind)> {
+    let mut out = Vec::new();
+    // (kind, enabled, mid, receiving) of the section being read.
+    let mut section: Option<(MediaKind, bool, Option<String>, bool)> = None;
+    let mut finish = |section: Option<(MediaKind, bool, Option<String>, bool)>| {
+        if let Some((kind, true, Some(mid), true)) = section {
+            out.push((mid, kind));
+        }
+    };
+    for line in answer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(section.take());
+            let mut parts = m.split_whitespace();
+            let kind = match parts.next() {
+                Some("audio") => Some(MediaKind::Audio),
+                Some("video") => Some(MediaKind::Video),
+                _ => None,
+            };
+            let enabled = parts.next().is_some_and(|port| port != "0");
+            section = kind.map(|k| (k, enabled, None, false));
+        } else if let Some(s) = section.as_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                s.2 = Some(mid.to_string());
+            } else if line == "a=recvonly" || line == "a=sendrecv" {
+                s.3 = true;
+            }
+        }
+    }
+    finish(section);
+    out
 }
 
 /// Control-plane metadata of the offered sections.

@@ -346,8 +346,8 @@ impl Worker {
             self.limits.clone(),
             now,
         );
+        let (media, _) = peer.apply_answer(&answer);
         peer.drain(now, &mut self.tx, &self.metrics);
-        let (media, _) = peer.take_changes();
         let key = self.peers.insert(peer);
         self.demux.add_ufrag(ufrag.clone(), key);
         self.by_session.insert(session, key);
@@ -388,8 +388,8 @@ impl Worker {
                 .accept_offer(parsed)
                 .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
                 .to_sdp_string();
+            let (added, removed) = peer.apply_answer(&answer);
             peer.drain(now, tx, metrics);
-            let (added, removed) = peer.take_changes();
             peer.queue_signal(&SignalMessage::Answer {
                 id,
                 number,

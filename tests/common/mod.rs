@@ -241,6 +241,56 @@ impl Drop for Server {
     }
 }
 
+/// The sum of every sample of a metric whose line starts with `prefix`
+/// (a family name, or a name with labels such as `x{kind="video"}`).
+pub async fn metric(server: &Server, prefix: &str) -> f64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(prefix).is_some_and(|rest| {
+                rest.starts_with(' ') || rest.starts_with('{') || prefix.ends_with('}')
+            })
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `metric(prefix)` until `pred` holds or `limit` passes; returns the last value.
+pub async fn wait_metric(
+    server: &Server,
+    prefix: &str,
+    limit: Duration,
+    pred: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = metric(server, prefix).await;
+        if pred(v) || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /space/{s}/stream/{id}` as `user`.
+pub async fn stream_state(server: &Server, path: &str, user: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(server.url(path))
+        .bearer_auth(server.token(user))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Waits for a spawned server that must fail to start; returns its stderr.
 pub fn expect_start_failure(mut child: Child, logs_dir: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
