@@ -134,6 +134,8 @@ pub struct Publisher {
     pub response: WhipResponse,
     /// Our sections at connect time: (mid, is video).
     pub mids: Vec<(String, bool)>,
+    /// Time from sending the POST to having the answer.
+    pub answer_time: Duration,
     /// Shared state of the media thread.
     pub state: Arc<PublisherState>,
     control: Sender<Control>,
@@ -202,6 +204,7 @@ impl Publisher {
         if let Some((purpose, mute)) = opts.info {
             offer_sdp = add_info_lines(&offer_sdp, purpose, mute);
         }
+        let posted = Instant::now();
         let response = post_offer(
             &reqwest::Client::new(),
             &format!("{base}{endpoint}"),
@@ -209,6 +212,7 @@ impl Publisher {
             offer_sdp,
         )
         .await?;
+        let answer_time = posted.elapsed();
         let answer = SdpAnswer::from_sdp_string(&response.answer)
             .map_err(|e| ClientError::Sdp(e.to_string()))?;
         rtc.sdp_api()
@@ -236,6 +240,7 @@ impl Publisher {
         Ok(Publisher {
             response,
             mids: mid_names,
+            answer_time,
             state,
             control,
             thread: Some(thread),

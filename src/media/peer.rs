@@ -61,8 +61,8 @@ pub struct Ingress {
     published: HashMap<Mid, MediaKind>,
     /// SSRC -> is video, cached on the first packet of each stream.
     ssrc_video: HashMap<Ssrc, bool>,
-    /// Last keyframe request per ingress mid.
-    last_keyframe_request: HashMap<Mid, Instant>,
+    /// Keyframe requests sent per ingress mid.
+    keyframes: KeyframeThrottle,
     /// NACK count last reported per ingress mid (stats are cumulative).
     nacks_seen: HashMap<Mid, u64>,
 }
@@ -129,7 +129,7 @@ impl Peer {
                 outbox: Vec::new(),
                 published: HashMap::new(),
                 ssrc_video: HashMap::new(),
-                last_keyframe_request: HashMap::new(),
+                keyframes: KeyframeThrottle::default(),
                 nacks_seen: HashMap::new(),
             },
         }
@@ -409,18 +409,15 @@ impl Peer {
     /// Asks the publisher for a keyframe on `mid`, at most once per
     /// [`KEYFRAME_THROTTLE`]. Returns whether a request was sent.
     pub fn request_keyframe(&mut self, mid: Mid, now: Instant, metrics: &BoundMetrics) -> bool {
-        if let Some(last) = self.ingress.last_keyframe_request.get(&mid)
-            && now.duration_since(*last) < KEYFRAME_THROTTLE
-        {
-            metrics.family.keyframe_requests_throttled.inc();
-            return false;
-        }
         let mut api = self.rtc.direct_api();
         let Some(rx) = api.stream_rx_by_mid(mid, None) else {
             return false;
         };
+        if !self.ingress.keyframes.allow(mid, now) {
+            metrics.family.keyframe_requests_throttled.inc();
+            return false;
+        }
         rx.request_keyframe(KeyframeRequestKind::Pli);
-        self.ingress.last_keyframe_request.insert(mid, now);
         metrics.family.keyframe_requests.inc();
         true
     }
@@ -433,6 +430,26 @@ impl Peer {
     /// Whether the peer has reached DTLS connected.
     pub fn is_connected(&self) -> bool {
         self.connected_at.is_some()
+    }
+}
+
+/// At most one keyframe request per stream per [`KEYFRAME_THROTTLE`]: a
+/// storm of subscriber PLIs must not become a storm toward the publisher.
+#[derive(Debug, Default)]
+pub struct KeyframeThrottle {
+    last: HashMap<Mid, Instant>,
+}
+
+impl KeyframeThrottle {
+    /// Whether a request for `mid` may go out now (and records it if so).
+    pub fn allow(&mut self, mid: Mid, now: Instant) -> bool {
+        match self.last.get(&mid) {
+            Some(last) if now.saturating_duration_since(*last) < KEYFRAME_THROTTLE => false,
+            _ => {
+                self.last.insert(mid, now);
+                true
+            }
+        }
     }
 }
 
@@ -483,4 +500,43 @@ pub fn ingress_sections(prepared: &sdp_meta::PreparedOffer) -> Vec<IngressSectio
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_requests_are_throttled_per_stream() {
+        let mut t = KeyframeThrottle::default();
+        let start = Instant::now();
+        let (a, b) = (Mid::from("0"), Mid::from("1"));
+        assert!(t.allow(a, start));
+        assert!(!t.allow(a, start + Duration::from_millis(100)));
+        assert!(t.allow(b, start + Duration::from_millis(100)), "per stream");
+        assert!(!t.allow(a, start + Duration::from_millis(499)));
+        assert!(t.allow(a, start + Duration::from_millis(500)));
+        // A storm of 100 requests over one second lets at most 2-3 through.
+        let mut t = KeyframeThrottle::default();
+        let sent = (0..100)
+            .filter(|i| t.allow(a, start + Duration::from_millis(i * 10)))
+            .count();
+        assert_eq!(sent, 2);
+    }
+
+    #[test]
+    fn receiving_sections_reads_direction_port_and_mid() {
+        let answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n\
+                      m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=inactive\r\n\
+                      m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:4\r\na=sendrecv\r\n";
+        assert_eq!(
+            receiving_sections(answer),
+            vec![
+                ("0".to_string(), MediaKind::Audio),
+                ("4".to_string(), MediaKind::Video)
+            ]
+        );
+    }
 }

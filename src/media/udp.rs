@@ -1,16 +1,23 @@
 //! HOT PATH: batched UDP I/O for one worker. Receives with recvmmsg (+GRO)
-//! through quinn-udp; sends queued datagrams, coalescing runs of equal-size
-//! datagrams to one destination into a single GSO send. No allocation per
-//! packet beyond the owned buffers str0m hands out; no logging.
+//! through quinn-udp; sends queued datagrams with one GSO send per run of
+//! equal-size datagrams to one destination (quinn-udp) and one sendmmsg per
+//! up to [`SEND_BATCH`] other datagrams (nix; quinn-udp has no sendmmsg).
+//! No allocation per packet beyond the owned buffers str0m hands out; no
+//! logging.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd as _;
+
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
 use quinn_udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 
 /// Largest datagram we expect on the media path (ICE, DTLS, SRTP).
 const MAX_DATAGRAM: usize = 1500;
+/// Datagrams per sendmmsg call.
+pub const SEND_BATCH: usize = 64;
 /// Socket buffer sizes: absorb keyframe bursts without drops.
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
@@ -30,11 +37,33 @@ pub struct RecvBatch {
 }
 
 /// Datagrams waiting to be sent this loop iteration.
-#[derive(Debug, Default)]
 pub struct SendQueue {
     queue: Vec<(SocketAddr, Vec<u8>)>,
     /// Scratch for concatenating GSO runs (reused).
     gso: Vec<u8>,
+    /// Indexes into `queue` of single datagrams awaiting one sendmmsg.
+    singles: Vec<usize>,
+    /// sendmmsg headers, allocated once.
+    headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl Default for SendQueue {
+    fn default() -> Self {
+        Self {
+            queue: Vec::new(),
+            gso: Vec::new(),
+            singles: Vec::with_capacity(SEND_BATCH),
+            headers: MultiHeaders::preallocate(SEND_BATCH, None),
+        }
+    }
+}
+
+impl std::fmt::Debug for SendQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendQueue")
+            .field("queued", &self.queue.len())
+            .finish()
+    }
 }
 
 impl MediaSocket {
@@ -109,27 +138,81 @@ impl MediaSocket {
             {
                 end += 1;
             }
-            let count = (end - i) as u64;
-            let result = if end - i == 1 {
-                self.send_one(*dest, first, None)
+            if end - i == 1 {
+                queue.singles.push(i);
+                if queue.singles.len() == SEND_BATCH {
+                    let (s, d) = self.send_singles(&items, queue);
+                    sent += s;
+                    dropped += d;
+                }
             } else {
+                // Earlier singles may go to the same destination: keep order.
+                let (s, d) = self.send_singles(&items, queue);
+                sent += s;
+                dropped += d;
                 queue.gso.clear();
                 for (_, d) in &items[i..end] {
                     queue.gso.extend_from_slice(d);
                 }
-                self.send_one(*dest, &queue.gso, Some(first.len()))
-            };
-            match result {
-                Ok(()) => sent += count,
-                Err(_) => dropped += count,
+                let count = (end - i) as u64;
+                match self.send_one(*dest, &queue.gso, Some(first.len())) {
+                    Ok(()) => sent += count,
+                    Err(_) => dropped += count,
+                }
             }
             i = end;
         }
+        let (s, d) = self.send_singles(&items, queue);
+        sent += s;
+        dropped += d;
         // Keep the allocation for the next iteration.
         let mut items = items;
         items.clear();
         queue.queue = items;
         (sent, dropped)
+    }
+
+    /// One sendmmsg for the collected single datagrams.
+    fn send_singles(&self, items: &[(SocketAddr, Vec<u8>)], queue: &mut SendQueue) -> (u64, u64) {
+        let count = queue.singles.len();
+        if count == 0 {
+            return (0, 0);
+        }
+        if count == 1 {
+            let (dest, data) = &items[queue.singles[0]];
+            queue.singles.clear();
+            return match self.send_one(*dest, data, None) {
+                Ok(()) => (1, 0),
+                Err(_) => (0, 1),
+            };
+        }
+        let slices: Vec<[IoSlice<'_>; 1]> = queue
+            .singles
+            .iter()
+            .map(|&k| [IoSlice::new(&items[k].1)])
+            .collect();
+        let addrs: Vec<Option<SockaddrStorage>> = queue
+            .singles
+            .iter()
+            .map(|&k| Some(SockaddrStorage::from(items[k].0)))
+            .collect();
+        queue.singles.clear();
+        let no_cmsgs: [ControlMessage<'_>; 0] = [];
+        let result = sendmmsg(
+            self.socket.as_raw_fd(),
+            &mut queue.headers,
+            &slices,
+            &addrs,
+            no_cmsgs,
+            MsgFlags::MSG_DONTWAIT,
+        );
+        match result {
+            Ok(results) => {
+                let done = results.count() as u64;
+                (done, count as u64 - done)
+            }
+            Err(_) => (0, count as u64),
+        }
     }
 
     fn send_one(

@@ -1,0 +1,212 @@
+//! Whole-server ingest bench: starts the release `vestibule` binary on
+//! 127.0.0.1, connects P str0m publishers (synthetic VP8 30 fps 1.2 KB +
+//! Opus 50 pps), and reports WHIP POST -> answer time (p50/p99), server
+//! CPU per received packet (from /proc/PID/stat and the server's own
+//! packet counter) and memory per connected publisher (RSS growth).
+//!
+//! `cargo bench --bench whip_ingest -- [--publishers 20] [--seconds 5]`
+//! Figures are printed and written to target/whip_ingest.json; nothing is
+//! asserted (the machines are shared and noisy: compare ratios of one run).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vestibule::auth::TokenKeys;
+use vestibule::client::{PublishOptions, Publisher};
+
+struct Args {
+    publishers: usize,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        publishers: 20,
+        seconds: 5,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (argv[i].as_str(), value) {
+            ("--publishers", Some(v)) => a.publishers = v as usize,
+            ("--seconds", Some(v)) => a.seconds = v,
+            _ => {}
+        }
+        i += 1;
+    }
+    a
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" that ends the command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// Resident set size in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn packets_received(base: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()
+        .map(|r| r.text())
+        .map(|f| async { f.await.unwrap_or_default() });
+    let text = match text {
+        Some(f) => f.await,
+        None => String::new(),
+    };
+    text.lines()
+        .filter(|l| l.starts_with("vestibule_rtp_packets_received_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn start_server(dir: &std::path::Path, port: u16, key: &str, publishers: usize) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .arg("serve")
+        .env("VESTIBULE__SERVER__HOST", "127.0.0.1")
+        .env("VESTIBULE__SERVER__PORT", port.to_string())
+        .env("VESTIBULE__SERVER__DATA_DIR", dir)
+        .env("VESTIBULE__SECURITY__JWT__KEY", key)
+        .env("VESTIBULE__MEDIA__BIND", "127.0.0.1")
+        .env("VESTIBULE__MEDIA__PORT_BASE", "0")
+        .env("VESTIBULE__HTTP__RATE_LIMIT_PER_IP", "0")
+        .env(
+            "VESTIBULE__LOBBY__MAX_SESSIONS",
+            (publishers + 1).to_string(),
+        )
+        .env(
+            "VESTIBULE__LOBBY__MAX_TRACKS",
+            (2 * publishers + 2).to_string(),
+        )
+        .env("VESTIBULE__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vestibule")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let dir = std::env::temp_dir().join(format!("vestibule-bench-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let key = "bench-key-bench-key-bench-key-bench-key";
+    let mut server = start_server(&dir, port, key, args.publishers);
+    let pid = server.id();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/health")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let keys = TokenKeys::new(key.as_bytes(), true, Duration::ZERO);
+    let rss_before = rss_mb(pid);
+
+    let mut publishers = Vec::new();
+    let mut answer_ms = Vec::new();
+    for n in 0..args.publishers {
+        let token = keys
+            .issue(
+                &format!("load-{n}"),
+                None,
+                false,
+                None,
+                Duration::from_secs(3600),
+            )
+            .expect("token");
+        let opts = PublishOptions::default();
+        match Publisher::connect(&base, "/space/demo/stream/demo/whip", &token, opts).await {
+            Ok(p) => {
+                answer_ms.push(p.answer_time.as_secs_f64() * 1000.0);
+                publishers.push(p);
+            }
+            Err(e) => eprintln!("publisher {n}: {e}"),
+        }
+    }
+    for p in &publishers {
+        p.wait_connected(Duration::from_secs(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, pkts0, t0) = (
+        cpu_seconds(pid),
+        packets_received(&base).await,
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let (cpu1, pkts1, elapsed) = (
+        cpu_seconds(pid),
+        packets_received(&base).await,
+        t0.elapsed(),
+    );
+    let rss_after = rss_mb(pid);
+
+    answer_ms.sort_by(f64::total_cmp);
+    let packets = pkts1 - pkts0;
+    let cpu_us_per_packet = if packets > 0.0 {
+        (cpu1 - cpu0) * 1e6 / packets
+    } else {
+        0.0
+    };
+    let connected = publishers.len();
+    let mb_per_publisher = if connected > 0 {
+        (rss_after - rss_before) / connected as f64
+    } else {
+        0.0
+    };
+    let report = serde_json::json!({
+        "publishers": connected,
+        "packets_per_s": packets / elapsed.as_secs_f64(),
+        "server_cpu_pct": (cpu1 - cpu0) * 100.0 / elapsed.as_secs_f64(),
+        "server_cpu_us_per_packet": cpu_us_per_packet,
+        "answer_ms": {"p50": percentile(&answer_ms, 0.5), "p99": percentile(&answer_ms, 0.99)},
+        "server_rss_mb": rss_after,
+        "mb_per_publisher": mb_per_publisher,
+    });
+    println!(
+        "whip_ingest: {connected} publishers, {:.0} packets/s received",
+        packets / elapsed.as_secs_f64()
+    );
+    println!("  server CPU per received packet : {cpu_us_per_packet:.2} µs");
+    println!(
+        "  WHIP POST -> answer            : p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&answer_ms, 0.5),
+        percentile(&answer_ms, 0.99)
+    );
+    println!(
+        "  memory per connected publisher : {mb_per_publisher:.3} MB (RSS {rss_before:.1} -> {rss_after:.1} MB)"
+    );
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/whip_ingest.json");
+    let _ = std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap_or_default());
+    drop(publishers);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
