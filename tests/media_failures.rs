@@ -194,6 +194,30 @@ async fn offers_the_server_must_tolerate_are_answered() {
         .status(),
         StatusCode::CREATED
     );
+    // a=setup:passive (ffmpeg's WHIP muxer): the server becomes the DTLS client.
+    assert_eq!(
+        post(
+            &server,
+            "u3",
+            base.replace("a=setup:actpass", "a=setup:passive")
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+    // Several fingerprints (RFC 8122 allows one per hash function).
+    let fingerprint = base
+        .lines()
+        .find(|l| l.starts_with("a=fingerprint:"))
+        .expect("fingerprint")
+        .to_string();
+    let sha1 = "a=fingerprint:sha-1 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB";
+    let two = base.replacen(&fingerprint, &format!("{fingerprint}\r\n{sha1}"), 1);
+    assert_eq!(
+        post(&server, "u4", two).await.status(),
+        StatusCode::CREATED,
+        "two fingerprints"
+    );
     // Media-level i= lines anywhere in a section.
     let with_info = base.replace("a=mid:", "i=2 2 cam\r\na=mid:");
     assert_eq!(
