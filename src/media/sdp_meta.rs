@@ -390,6 +390,53 @@ fn line_ending(line: &str) -> &'static str {
     }
 }
 
+/// Makes every enabled media section carry our host candidates followed by
+/// `a=end-of-candidates`. str0m writes candidates into the first section
+/// only; with BUNDLE that is enough for browsers, but some stacks (aiortc
+/// with max-bundle) read the candidates of the last bundled section. We are
+/// ICE-lite with host candidates only, so gathering is always complete.
+pub fn complete_candidates(sdp: &str) -> String {
+    let lines: Vec<&str> = sdp
+        .split("\r\n")
+        .flat_map(|l| l.split('\n'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let candidates: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    if candidates.is_empty() {
+        return sdp.to_string();
+    }
+    let mut out = String::with_capacity(sdp.len() + candidates.len() * 80 * 4);
+    let mut in_section = false;
+    let mut enabled = false;
+    let finish = |out: &mut String, in_section: bool, enabled: bool| {
+        if in_section && enabled {
+            for c in &candidates {
+                out.push_str(c);
+                out.push_str("\r\n");
+            }
+            out.push_str("a=end-of-candidates\r\n");
+        }
+    };
+    for line in lines {
+        if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+            continue;
+        }
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(&mut out, in_section, enabled);
+            in_section = true;
+            enabled = m.split_whitespace().nth(1).is_some_and(|port| port != "0");
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    finish(&mut out, in_section, enabled);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -956,5 +1003,28 @@ mod tests {
         let with = ensure_msid_semantic(&without);
         assert!(with.contains("\r\nt=0 0\r\na=msid-semantic: WMS *\r\n"));
         assert!(str0m::change::SdpOffer::from_sdp_string(&with).is_ok());
+    }
+
+    #[test]
+    fn candidates_are_spread_to_every_enabled_section() {
+        let answer = "v=0\r\ns=-\r\nt=0 0\r\nm=audio 9 X 111\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 4000 typ host\r\n\
+                      m=video 0 X 96\r\na=mid:1\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+        let out = complete_candidates(answer);
+        assert_eq!(out.matches("a=candidate:").count(), 2, "{out}");
+        assert_eq!(out.matches("a=end-of-candidates").count(), 2);
+        let video = out
+            .split("m=video")
+            .nth(1)
+            .and_then(|v| v.split("m=application").next())
+            .unwrap_or_default();
+        assert!(
+            !video.contains("a=candidate"),
+            "rejected section left alone"
+        );
+        assert!(out.ends_with("a=end-of-candidates\r\n"));
+        assert_eq!(
+            complete_candidates("v=0\r\nm=audio 9 X 0\r\n"),
+            "v=0\r\nm=audio 9 X 0\r\n"
+        );
     }
 }

@@ -355,7 +355,7 @@ impl Worker {
         self.after_drive(key);
         debug!(worker = self.index, participant = %participant, sections = media.len(), "ingress peer created");
         Ok(IngressAnswer {
-            sdp: sdp_meta::ensure_msid_semantic(&answer),
+            sdp: sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&answer)),
             etag: format!("\"{ufrag}\""),
             media,
         })
@@ -393,7 +393,7 @@ impl Worker {
             peer.queue_signal(&SignalMessage::Answer {
                 id,
                 number,
-                sdp: sdp_meta::ensure_msid_semantic(&answer),
+                sdp: sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&answer)),
             });
             metrics.family.signal_message("out", "answer");
             peer.drain(now, tx, metrics);
