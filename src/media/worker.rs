@@ -112,11 +112,13 @@ async fn run_loop(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Work
         metrics: setup.metrics.bind(),
     };
     info!(worker = index, candidates = ?worker.candidates, "media worker running");
+    let epoch = Instant::now();
     loop {
-        let wake = worker
+        let next = worker
             .timers
             .next()
             .unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+        let wake = round_up_to_tick(epoch, next);
         let mut stop = false;
         tokio::select! {
             ready = socket.readable() => {
@@ -152,6 +154,18 @@ async fn run_loop(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Work
         worker.reap_lost(Instant::now());
         flush(&socket, &mut worker);
     }
+}
+
+/// Timers fire on 1 ms ticks: every deadline inside one tick is handled by
+/// one wake-up instead of one each (at most 1 ms late, which RTP timers
+/// tolerate), so idle peers do not multiply wake-ups.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
+fn round_up_to_tick(epoch: Instant, at: Instant) -> Instant {
+    let since = at.saturating_duration_since(epoch);
+    let tick = TIMER_TICK.as_nanos();
+    let rounded = since.as_nanos().div_ceil(tick) * tick;
+    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
 }
 
 fn flush(socket: &MediaSocket, worker: &mut Worker) {
