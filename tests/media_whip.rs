@@ -334,3 +334,28 @@ async fn audio_only_video_only_and_channel_only_sessions_work() {
     assert_eq!(tracks_of(&state, "d").len(), 0);
     assert_eq!(metric(&server, "vestibule_sessions_connected").await, 3.0);
 }
+
+#[tokio::test]
+async fn configured_ice_servers_are_sent_as_link_headers() {
+    let spec = ServerSpec {
+        config_file: Some(
+            "[media]\nice_servers = [\n  { urls = \"stun:stun.example.org:3478\" },\n  { urls = \"turn:turn.example.org:3478?transport=udp\", username = \"u1\", credential = \"p1\" },\n]\n"
+                .into(),
+        ),
+        ..ServerSpec::default()
+    };
+    let server = Server::start(spec).await;
+    let publisher = publish(&server, "dev", PublishOptions::default()).await;
+    let links = &publisher.response.links;
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(links[0], "<stun:stun.example.org:3478>; rel=\"ice-server\"");
+    assert!(links[1].starts_with("<turn:turn.example.org:3478?transport=udp>; rel=\"ice-server\""));
+    assert!(links[1].contains("username=\"u1\"") && links[1].contains("credential=\"p1\""));
+    assert!(links[1].contains("credential-type=\"password\""));
+    let options = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, server.url(WHIP))
+        .send()
+        .await
+        .expect("options");
+    assert!(options.headers().get("link").is_none(), "never on OPTIONS");
+}
