@@ -1,4 +1,6 @@
 //! Live: restream the lobby's program to RTMP (start / status / stop).
+//! Credentials are checked now; the restream itself arrives with the live
+//! subsystem and answers 501 until then.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use vestibule_actors::StreamKey;
@@ -35,8 +37,8 @@ async fn require_owner(
     Ok(())
 }
 
-/// `POST /live/start` and `POST /live`.
-pub(super) async fn start(
+/// `POST /live/start`, `POST /live`, `GET /live`, `DELETE /live`.
+pub(super) async fn alias(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
@@ -46,42 +48,8 @@ pub(super) async fn start(
     Err(NOT_BUILT)
 }
 
-/// `GET /live`.
-pub(super) async fn status(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let key = stream_key(&path)?;
-    require_owner(&req, &state, &key).await?;
-    Err(NOT_BUILT)
-}
-
-/// `DELETE /live`.
-pub(super) async fn stop(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let key = stream_key(&path)?;
-    require_owner(&req, &state, &key).await?;
-    Err(NOT_BUILT)
-}
-
-/// `GET /live/{liveId}`.
-pub(super) async fn status_resource(
-    req: HttpRequest,
-    path: web::Path<(String, String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (space, stream, _live) = path.into_inner();
-    let key = stream_key(&(space, stream))?;
-    require_owner(&req, &state, &key).await?;
-    Err(NOT_BUILT)
-}
-
-/// `DELETE /live/{liveId}`.
-pub(super) async fn stop_resource(
+/// `GET /live/{liveId}`, `DELETE /live/{liveId}`.
+pub(super) async fn resource(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,

@@ -25,8 +25,9 @@ fn authenticate(
     session_caller(req, state, &key, Target::Alias, SessionAuth::default()).map(|_| ())
 }
 
-/// `POST /whep`: server-offer (empty body) or client-offer mode.
-pub(super) async fn create(
+/// `POST /whep` (server-offer or client-offer mode), `PATCH /whep` (the
+/// answer to a server offer) and `DELETE /whep`.
+pub(super) async fn alias(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
@@ -35,39 +36,8 @@ pub(super) async fn create(
     Err(NOT_BUILT)
 }
 
-/// `PATCH /whep`: the answer to the pending server offer.
-pub(super) async fn patch_alias(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authenticate(&req, &state, &path)?;
-    Err(NOT_BUILT)
-}
-
-/// `DELETE /whep`.
-pub(super) async fn delete_alias(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authenticate(&req, &state, &path)?;
-    Err(NOT_BUILT)
-}
-
-/// `PATCH {whep Location}`.
-pub(super) async fn patch_resource(
-    req: HttpRequest,
-    path: web::Path<(String, String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (space, stream, _whep) = path.into_inner();
-    authenticate(&req, &state, &(space, stream))?;
-    Err(NOT_BUILT)
-}
-
-/// `DELETE {whep Location}`.
-pub(super) async fn delete_resource(
+/// `PATCH` and `DELETE` on a WHEP resource.
+pub(super) async fn resource(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
