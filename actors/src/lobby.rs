@@ -51,6 +51,8 @@ pub struct Lobby {
     tracks: HashMap<TrackId, TrackEntry>,
     /// Set once the lobby decided to stop; joins then go to a new lobby.
     closing: bool,
+    /// The media worker every peer of this lobby lives on.
+    home: usize,
 }
 
 impl Lobby {
@@ -61,6 +63,7 @@ impl Lobby {
         plane: Arc<ControlPlane>,
         registry: Addr<LobbyRegistry>,
     ) -> Self {
+        let home = plane.media.home_of(&stream);
         Self {
             stream,
             generation,
@@ -70,6 +73,7 @@ impl Lobby {
             order: Vec::new(),
             tracks: HashMap::new(),
             closing: false,
+            home,
         }
     }
 
@@ -91,7 +95,7 @@ impl Lobby {
         let _ = self
             .plane
             .media
-            .send(session, WorkerCmd::CloseSession { session: *session });
+            .send(self.home, WorkerCmd::CloseSession { session: *session });
         member.record.session.do_send(EndSession { reason });
         self.plane.metrics.sessions.dec();
         self.plane
@@ -512,12 +516,13 @@ impl Handler<OpenIngress> for Lobby {
         let events = member.record.session.clone().recipient();
         let participant = member.record.participant_id;
         let media = self.plane.media.clone();
+        let home = self.home;
         let session = msg.session;
         let offer = msg.offer;
         Box::pin(
             async move {
                 media
-                    .request(&session, |reply| WorkerCmd::OpenIngress {
+                    .request(home, |reply| WorkerCmd::OpenIngress {
                         session,
                         participant,
                         offer,
@@ -608,12 +613,13 @@ impl Handler<ApplyClientOffer> for Lobby {
             return Box::pin(actix::fut::ready(false));
         }
         let media = self.plane.media.clone();
+        let home = self.home;
         let session = msg.session;
         let (id, number, offer) = (msg.id, msg.number, msg.offer);
         Box::pin(
             async move {
                 media
-                    .request(&session, |reply| WorkerCmd::AnswerClientOffer {
+                    .request(home, |reply| WorkerCmd::AnswerClientOffer {
                         session,
                         id,
                         number,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::{Message, Recipient};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ids::{ParticipantId, SessionId};
+use crate::ids::{ParticipantId, SessionId, StreamKey};
 use crate::snapshot::{MediaKind, Purpose};
 
 /// Why a media operation failed.
@@ -186,20 +186,30 @@ impl MediaPort {
         !self.workers.is_empty()
     }
 
-    /// Sends a command to the worker that owns `session`'s peers.
-    pub fn send(&self, session: &SessionId, cmd: WorkerCmd) -> Result<(), MediaError> {
-        let worker = self.worker_for(session).ok_or(MediaError::Unavailable)?;
+    /// The worker a lobby of `stream` lives on. Every session of a lobby
+    /// shares it, so forwarding between them never leaves the thread; a
+    /// lobby bigger than one core is the inter-worker pipe's job (later).
+    pub fn home_of(&self, stream: &StreamKey) -> usize {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stream.hash(&mut hasher);
+        (hasher.finish() % self.workers.len().max(1) as u64) as usize
+    }
+
+    /// Sends a command to one worker.
+    pub fn send(&self, worker: usize, cmd: WorkerCmd) -> Result<(), MediaError> {
+        let worker = self.workers.get(worker).ok_or(MediaError::Unavailable)?;
         worker.send(cmd).map_err(|_| MediaError::WorkerGone)
     }
 
-    /// Sends a request and waits for its reply.
+    /// Sends a request to one worker and waits for its reply.
     pub async fn request<T>(
         &self,
-        session: &SessionId,
+        worker: usize,
         make: impl FnOnce(oneshot::Sender<Result<T, MediaError>>) -> WorkerCmd,
     ) -> Result<T, MediaError> {
         let (reply, answer) = oneshot::channel();
-        self.send(session, make(reply))?;
+        self.send(worker, make(reply))?;
         answer.await.map_err(|_| MediaError::WorkerGone)?
     }
 
@@ -208,15 +218,5 @@ impl MediaPort {
         for worker in &self.workers {
             let _ = worker.send(WorkerCmd::Shutdown);
         }
-    }
-
-    fn worker_for(&self, session: &SessionId) -> Option<&mpsc::UnboundedSender<WorkerCmd>> {
-        if self.workers.is_empty() {
-            return None;
-        }
-        // A session's WHIP and WHEP peers share a worker, chosen from the
-        // session id's random bits so placement needs no shared counter.
-        let index = session.bucket(self.workers.len());
-        self.workers.get(index)
     }
 }
