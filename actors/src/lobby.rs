@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use actix::{
     Actor, ActorContext as _, ActorFutureExt as _, Addr, AsyncContext as _, Context, Handler,
-    Message, MessageResult, ResponseActFuture, WrapFuture as _,
+    Message, MessageResult, ResponseActFuture, ResponseFuture, WrapFuture as _,
 };
 use tracing::{debug, info};
 
 use crate::directory::SessionRecord;
 use crate::error::{JoinError, PublishError};
 use crate::ids::{CookieSecret, Identity, ParticipantId, ReqToken, SessionId, StreamKey, TrackId};
-use crate::media::{IngressAnswer, IngressSection, MediaError, PublishedMedia, WorkerCmd};
+use crate::media::{
+    EgressTrack, IngressAnswer, IngressSection, MediaError, PublishedMedia, WorkerCmd,
+};
 use crate::registry::{ControlPlane, LobbyRegistry, LobbyStopped};
 use crate::session::{EndReason, EndSession, Session};
 use crate::snapshot::{LobbySnapshot, MediaKind, ParticipantSnapshot, Purpose, TrackInfo};
@@ -640,5 +642,114 @@ impl Handler<ApplyClientOffer> for Lobby {
                 true
             }),
         )
+    }
+}
+
+/// Opens a member's WHEP peer with a server offer of every other member's
+/// tracks (join order, then publish order); answers with the offer SDP.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, MediaError>")]
+pub struct OpenWhep {
+    /// The subscribing session.
+    pub session: SessionId,
+}
+
+impl Lobby {
+    /// The tracks `subscriber` receives: everyone else's.
+    fn egress_tracks_for(&self, subscriber: &SessionId) -> Vec<EgressTrack> {
+        self.order
+            .iter()
+            .filter(|id| *id != subscriber)
+            .filter_map(|id| self.members.get(id))
+            .flat_map(|m| {
+                m.tracks.iter().filter_map(|t| {
+                    let entry = self.tracks.get(t)?;
+                    Some(EgressTrack {
+                        track: entry.info.track_id,
+                        publisher: m.record.session_id,
+                        participant: m.record.participant_id,
+                        mid: entry.info.ingress_mid.clone(),
+                        kind: entry.info.kind,
+                        purpose: entry.info.purpose,
+                        mute: entry.info.mute,
+                        user_id: m.record.identity.user_id.clone(),
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+impl Handler<OpenWhep> for Lobby {
+    type Result = ResponseFuture<Result<String, MediaError>>;
+
+    fn handle(&mut self, msg: OpenWhep, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(member) = self.members.get(&msg.session) else {
+            return Box::pin(async { Err(MediaError::NoPeer) });
+        };
+        let events = member.record.session.clone().recipient();
+        let participant = member.record.participant_id;
+        let tracks = self.egress_tracks_for(&msg.session);
+        let media = self.plane.media.clone();
+        let (home, session) = (self.home, msg.session);
+        Box::pin(async move {
+            media
+                .request(home, |reply| WorkerCmd::OpenEgress {
+                    session,
+                    participant,
+                    tracks,
+                    events,
+                    reply,
+                })
+                .await
+        })
+    }
+}
+
+/// Applies a member's answer to its WHEP peer's pending offer.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), MediaError>")]
+pub struct AnswerWhep {
+    /// The subscribing session.
+    pub session: SessionId,
+    /// The SDP answer.
+    pub sdp: String,
+}
+
+impl Handler<AnswerWhep> for Lobby {
+    type Result = ResponseFuture<Result<(), MediaError>>;
+
+    fn handle(&mut self, msg: AnswerWhep, _ctx: &mut Context<Self>) -> Self::Result {
+        let media = self.plane.media.clone();
+        let home = self.home;
+        Box::pin(async move {
+            media
+                .request(home, |reply| WorkerCmd::AnswerEgress {
+                    session: msg.session,
+                    answer: msg.sdp,
+                    reply,
+                })
+                .await
+        })
+    }
+}
+
+/// Closes a member's WHEP peer only.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseWhep {
+    /// The subscribing session.
+    pub session: SessionId,
+}
+
+impl Handler<CloseWhep> for Lobby {
+    type Result = ();
+    fn handle(&mut self, msg: CloseWhep, _ctx: &mut Context<Self>) {
+        let _ = self.plane.media.send(
+            self.home,
+            WorkerCmd::CloseEgress {
+                session: msg.session,
+            },
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::{Message, Recipient};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ids::{ParticipantId, SessionId, StreamKey};
+use crate::ids::{ParticipantId, SessionId, StreamKey, TrackId};
 use crate::snapshot::{MediaKind, Purpose};
 
 /// Why a media operation failed.
@@ -30,6 +30,9 @@ pub enum MediaError {
     /// The session has no peer on the worker (already closed).
     #[error("the session has no media peer")]
     NoPeer,
+    /// An answer arrived but no offer is pending.
+    #[error("no offer is pending")]
+    NoPendingOffer,
 }
 
 /// What the control plane knows of one offered media section (from its
@@ -73,6 +76,27 @@ pub struct IngressChange {
     pub removed: Vec<String>,
 }
 
+/// One lobby track as a subscriber's egress m-line carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressTrack {
+    /// Public track id (msid track id).
+    pub track: TrackId,
+    /// The publishing session (its WHIP peer is on the same worker).
+    pub publisher: SessionId,
+    /// The publisher's participant id (msid stream id).
+    pub participant: ParticipantId,
+    /// Ingress mid on the publisher's WHIP connection.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Guest or main (`i=` purpose).
+    pub purpose: Purpose,
+    /// Advisory mute (`i=` mute).
+    pub mute: bool,
+    /// The publisher's userId (`i=` label).
+    pub user_id: String,
+}
+
 /// Why a peer went away by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerLoss {
@@ -114,6 +138,34 @@ pub enum WorkerCmd {
         /// What changed, or why not.
         reply: oneshot::Sender<Result<IngressChange, MediaError>>,
     },
+    /// Create the session's WHEP peer with a server offer of `tracks` (two
+    /// inactive m-lines when empty); reply with the offer.
+    OpenEgress {
+        /// The subscribing session.
+        session: SessionId,
+        /// Its public id.
+        participant: ParticipantId,
+        /// What to offer.
+        tracks: Vec<EgressTrack>,
+        /// Where the peer's events go.
+        events: Recipient<MediaEvent>,
+        /// The offer SDP, or why not.
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// Apply the client's answer to the pending server offer of the WHEP peer.
+    AnswerEgress {
+        /// The subscribing session.
+        session: SessionId,
+        /// The SDP answer.
+        answer: String,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// Close the session's WHEP peer only.
+    CloseEgress {
+        /// The subscribing session.
+        session: SessionId,
+    },
     /// Ask the publisher for a keyframe on one of its sections (throttled by the worker).
     RequestKeyframe {
         /// The publishing session.
@@ -146,6 +198,11 @@ pub enum MediaEvent {
     },
     /// The signal channel is open.
     SignalOpen,
+    /// The session's WHEP peer is gone; the worker already closed it.
+    EgressLost {
+        /// Why.
+        reason: PeerLoss,
+    },
     /// A mute message (type 3) for one of the session's own sections.
     Mute {
         /// Ingress mid.

@@ -13,9 +13,11 @@ use actix::{
 };
 use tracing::{debug, info_span};
 
-use crate::ids::{ParticipantId, SessionId};
-use crate::lobby::{ApplyClientOffer, LeaveLobby, Lobby, SessionLeft, SetTrackMute};
-use crate::media::{MediaEvent, PeerLoss};
+use crate::ids::{ParticipantId, SessionId, WhepId};
+use crate::lobby::{
+    AnswerWhep, ApplyClientOffer, CloseWhep, LeaveLobby, Lobby, OpenWhep, SessionLeft, SetTrackMute,
+};
+use crate::media::{MediaError, MediaEvent, PeerLoss};
 use crate::registry::ControlPlane;
 
 /// Client offers accepted per [`CLIENT_OFFER_WINDOW`].
@@ -84,7 +86,19 @@ pub struct Session {
     client_offer_pending: bool,
     /// When recent client offers were accepted (rate window).
     client_offers: VecDeque<Instant>,
+    /// The WHEP connection, if one exists.
+    whep: Option<Whep>,
+    /// Number of the next server offer; never reset while the session lives.
+    next_offer_number: u64,
     span: tracing::Span,
+}
+
+/// The session's WHEP connection.
+#[derive(Debug)]
+struct Whep {
+    id: WhepId,
+    /// Number of the outstanding server offer.
+    pending: Option<u64>,
 }
 
 impl Session {
@@ -108,6 +122,8 @@ impl Session {
             signal_open: false,
             client_offer_pending: false,
             client_offers: VecDeque::new(),
+            whep: None,
+            next_offer_number: 1,
             span,
         }
     }
@@ -238,6 +254,10 @@ impl Handler<MediaEvent> for Session {
                 });
             }
             MediaEvent::SignalOpen => self.signal_open = true,
+            MediaEvent::EgressLost { reason } => {
+                debug!(?reason, "whep peer lost");
+                self.whep = None;
+            }
             MediaEvent::Mute { mid, mute } => {
                 let lobby = self.lobby.clone();
                 let session = self.session_id;
@@ -296,5 +316,149 @@ impl Handler<MediaEvent> for Session {
             }
         }
         Box::pin(actix::fut::ready(()))
+    }
+}
+
+/// Why a WHEP request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhepError {
+    /// No WHEP connection (or not this one).
+    #[error("no such WHEP connection")]
+    NoWhep,
+    /// An answer arrived but no offer is pending.
+    #[error("no offer is pending")]
+    NoPendingOffer,
+    /// The media plane failed.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+/// A server offer for the session's (new) WHEP connection.
+#[derive(Debug, Clone)]
+pub struct WhepOffer {
+    /// The WHEP resource id.
+    pub whep_id: WhepId,
+    /// The offer SDP.
+    pub sdp: String,
+    /// Its offer number (`Vestibule-Offer-Number`).
+    pub number: u64,
+}
+
+/// Creates the session's WHEP connection in server-offer mode, replacing
+/// any previous one. The offer consumes an offer number.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<WhepOffer, WhepError>")]
+pub struct StartWhep;
+
+impl Handler<StartWhep> for Session {
+    type Result = ResponseActFuture<Self, Result<WhepOffer, WhepError>>;
+
+    fn handle(&mut self, _msg: StartWhep, _ctx: &mut Context<Self>) -> Self::Result {
+        self.whep = None;
+        let lobby = self.lobby.clone();
+        let session = self.session_id;
+        Box::pin(
+            async move {
+                lobby
+                    .send(OpenWhep { session })
+                    .await
+                    .map_err(|_| MediaError::WorkerGone)?
+            }
+            .into_actor(self)
+            .map(|result, act, _ctx| {
+                let sdp = result?;
+                let number = act.next_offer_number;
+                act.next_offer_number += 1;
+                let id = WhepId::random();
+                act.whep = Some(Whep {
+                    id,
+                    pending: Some(number),
+                });
+                Ok(WhepOffer {
+                    whep_id: id,
+                    sdp,
+                    number,
+                })
+            }),
+        )
+    }
+}
+
+/// The client's answer to the pending server offer (PATCH).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), WhepError>")]
+pub struct FinishWhep {
+    /// The resource named by the request; `None` on the stream-scoped alias.
+    pub whep_id: Option<WhepId>,
+    /// The SDP answer.
+    pub sdp: String,
+}
+
+impl Session {
+    fn whep_matches(&self, id: Option<WhepId>) -> bool {
+        match (&self.whep, id) {
+            (Some(w), Some(id)) => w.id == id,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+impl Handler<FinishWhep> for Session {
+    type Result = ResponseActFuture<Self, Result<(), WhepError>>;
+
+    fn handle(&mut self, msg: FinishWhep, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.whep_matches(msg.whep_id) {
+            return Box::pin(actix::fut::ready(Err(WhepError::NoWhep)));
+        }
+        let Some(number) = self.whep.as_ref().and_then(|w| w.pending) else {
+            return Box::pin(actix::fut::ready(Err(WhepError::NoPendingOffer)));
+        };
+        let lobby = self.lobby.clone();
+        let session = self.session_id;
+        Box::pin(
+            async move {
+                lobby
+                    .send(AnswerWhep {
+                        session,
+                        sdp: msg.sdp,
+                    })
+                    .await
+                    .map_err(|_| MediaError::WorkerGone)?
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| {
+                result?;
+                if let Some(w) = act.whep.as_mut()
+                    && w.pending == Some(number)
+                {
+                    w.pending = None;
+                }
+                Ok(())
+            }),
+        )
+    }
+}
+
+/// Ends the session's WHEP connection only.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), WhepError>")]
+pub struct EndWhep {
+    /// The resource named by the request; `None` on the stream-scoped alias.
+    pub whep_id: Option<WhepId>,
+}
+
+impl Handler<EndWhep> for Session {
+    type Result = Result<(), WhepError>;
+
+    fn handle(&mut self, msg: EndWhep, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.whep_matches(msg.whep_id) {
+            return Err(WhepError::NoWhep);
+        }
+        self.whep = None;
+        self.lobby.do_send(CloseWhep {
+            session: self.session_id,
+        });
+        Ok(())
     }
 }

@@ -241,6 +241,10 @@ impl From<MediaError> for ApiError {
                 ApiError::Unprocessable(format!("no acceptable codec for the offered {kind}"))
             }
             MediaError::NoPeer => ApiError::NotFound("no such session"),
+            MediaError::NoPendingOffer => ApiError::Conflict {
+                detail: "no offer is pending",
+                retry_after: None,
+            },
         }
     }
 }

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use super::streams::{find_or_create_stream, is_owner, stream_key};
 use crate::config::IceServer;
-use crate::media::peer::ingress_sections;
+use crate::media::ingress::ingress_sections;
 use crate::media::sdp_meta;
 
 /// How long a WHIP POST waits for the control and media planes.

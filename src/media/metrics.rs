@@ -47,6 +47,8 @@ impl DropReason {
 pub struct MediaMetrics {
     rtp_packets: IntCounterVec,
     rtp_bytes: IntCounterVec,
+    fwd_packets: IntCounterVec,
+    fwd_bytes: IntCounterVec,
     dropped: IntCounterVec,
     /// Datagrams received on media sockets.
     pub datagrams_in: IntCounter,
@@ -81,6 +83,20 @@ impl MediaMetrics {
                 Opts::new(
                     "vestibule_rtp_bytes_received_total",
                     "RTP payload bytes received from publishers, by kind",
+                ),
+                &["kind"],
+            )?,
+            fwd_packets: IntCounterVec::new(
+                Opts::new(
+                    "vestibule_rtp_packets_forwarded_total",
+                    "RTP packets written to subscribers, by kind",
+                ),
+                &["kind"],
+            )?,
+            fwd_bytes: IntCounterVec::new(
+                Opts::new(
+                    "vestibule_rtp_bytes_forwarded_total",
+                    "RTP payload bytes written to subscribers, by kind",
                 ),
                 &["kind"],
             )?,
@@ -134,6 +150,8 @@ impl MediaMetrics {
         registry.register(Box::new(m.rtp_packets.clone()))?;
         registry.register(Box::new(m.rtp_bytes.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.fwd_packets.clone()))?;
+        registry.register(Box::new(m.fwd_bytes.clone()))?;
         registry.register(Box::new(m.datagrams_in.clone()))?;
         registry.register(Box::new(m.datagrams_out.clone()))?;
         registry.register(Box::new(m.nacks_sent.clone()))?;
@@ -148,6 +166,8 @@ impl MediaMetrics {
         for kind in ["audio", "video"] {
             m.rtp_packets.with_label_values(&[kind]);
             m.rtp_bytes.with_label_values(&[kind]);
+            m.fwd_packets.with_label_values(&[kind]);
+            m.fwd_bytes.with_label_values(&[kind]);
         }
         for reason in DropReason::ALL {
             m.dropped.with_label_values(&[reason.label()]);
@@ -162,6 +182,10 @@ impl MediaMetrics {
             video_packets: self.rtp_packets.with_label_values(&["video"]),
             audio_bytes: self.rtp_bytes.with_label_values(&["audio"]),
             video_bytes: self.rtp_bytes.with_label_values(&["video"]),
+            audio_forwarded: self.fwd_packets.with_label_values(&["audio"]),
+            video_forwarded: self.fwd_packets.with_label_values(&["video"]),
+            audio_forwarded_bytes: self.fwd_bytes.with_label_values(&["audio"]),
+            video_forwarded_bytes: self.fwd_bytes.with_label_values(&["video"]),
             dropped: DropReason::ALL.map(|r| self.dropped.with_label_values(&[r.label()])),
             family: self.clone(),
         }
@@ -187,6 +211,10 @@ pub struct BoundMetrics {
     video_packets: IntCounter,
     audio_bytes: IntCounter,
     video_bytes: IntCounter,
+    audio_forwarded: IntCounter,
+    video_forwarded: IntCounter,
+    audio_forwarded_bytes: IntCounter,
+    video_forwarded_bytes: IntCounter,
     dropped: [IntCounter; 6],
     /// The families, for rare labelled counts.
     pub family: MediaMetrics,
@@ -199,6 +227,17 @@ impl BoundMetrics {
             (&self.video_packets, &self.video_bytes)
         } else {
             (&self.audio_packets, &self.audio_bytes)
+        };
+        packets.inc();
+        bytes.inc_by(payload_len as u64);
+    }
+
+    /// Counts one packet written to a subscriber.
+    pub fn rtp_forwarded(&self, video: bool, payload_len: usize) {
+        let (packets, bytes) = if video {
+            (&self.video_forwarded, &self.video_forwarded_bytes)
+        } else {
+            (&self.audio_forwarded, &self.audio_forwarded_bytes)
         };
         packets.inc();
         bytes.inc_by(payload_len as u64);

@@ -3,12 +3,18 @@
 //! see a packet; workers never decide policy. Commands arrive on an mpsc
 //! ([`vestibule_actors::media::WorkerCmd`]); events leave as actix messages.
 //!
-//! Files: `worker` (the loop), `udp` (batched socket I/O), `demux`
-//! (datagram -> peer), `timers`, `slab` (peer storage), `peer` (one Rtc
-//! and its state), `rtc_config`, `sdp_meta` (`i=` lines), `signal` (the
-//! signal-channel codec), `metrics`.
+//! Files: `worker` (the loop and fan-out), `udp` (batched socket I/O),
+//! `demux` (datagram -> peer), `timers`, `slab` (peer storage), `peer` (one
+//! Rtc and its state) with its roles `ingress` (WHIP) and `egress` (WHEP),
+//! `forward` (per-subscriber packet rewriting), `rtc_config`, `sdp_meta`
+//! (`i=` lines, candidates), `signal` (the signal-channel codec), `metrics`.
 
+pub mod commands;
 pub mod demux;
+pub mod egress;
+pub mod fanout;
+pub mod forward;
+pub mod ingress;
 pub mod metrics;
 pub mod peer;
 pub mod rtc_config;

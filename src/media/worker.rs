@@ -1,31 +1,27 @@
 //! A media worker: one thread, one tokio current-thread runtime, one UDP
 //! socket, and every peer placed on it. The loop waits for datagrams,
 //! commands or the next timer, processes them, then flushes sends.
-//! Only this file reads the clock (once per wake-up).
+//! Only this file reads the clock (once per wake-up). Commands are in
+//! `commands.rs`, the packet fan-out in `fanout.rs`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::Mid;
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpPacket;
 use str0m::{Input, Rtc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use vestibule_actors::ids::{ParticipantId, SessionId};
-use vestibule_actors::media::{
-    IngressAnswer, IngressChange, MediaError, MediaEvent, PeerLoss, WorkerCmd,
-};
+use vestibule_actors::ids::SessionId;
+use vestibule_actors::media::{MediaEvent, PeerLoss, WorkerCmd};
 
 use super::demux::{Demux, is_stun};
 use super::metrics::{BoundMetrics, DropReason, MediaMetrics};
-use super::peer::{Peer, PeerLimits};
-use super::rtc_config::{build_rtc, new_credentials};
-use super::sdp_meta;
-use super::signal::SignalMessage;
+use super::peer::{Drive, Peer, PeerLimits};
 use super::slab::{PeerKey, Slab};
 use super::timers::TimerHeap;
 use super::udp::{MediaSocket, SendQueue};
@@ -55,20 +51,29 @@ pub struct WorkerSetup {
 }
 
 /// A worker's state: peers, routes, timers and the send queue.
-struct Worker {
-    index: usize,
-    candidates: Vec<SocketAddr>,
-    cert: DtlsCert,
-    codecs: Vec<String>,
-    limits: PeerLimits,
-    peers: Slab<Peer>,
-    demux: Demux,
-    timers: TimerHeap,
-    by_session: HashMap<SessionId, PeerKey>,
+pub(super) struct Worker {
+    pub(super) index: usize,
+    pub(super) candidates: Vec<SocketAddr>,
+    pub(super) cert: DtlsCert,
+    pub(super) codecs: Vec<String>,
+    pub(super) limits: PeerLimits,
+    pub(super) peers: Slab<Peer>,
+    pub(super) demux: Demux,
+    pub(super) timers: TimerHeap,
+    /// Each session's WHIP peer.
+    pub(super) ingress_of: HashMap<SessionId, PeerKey>,
+    /// Each session's WHEP peer.
+    pub(super) egress_of: HashMap<SessionId, PeerKey>,
+    /// (publisher peer, ingress mid) -> subscribers (egress peer, out index).
+    pub(super) routes: HashMap<(PeerKey, Mid), Vec<(PeerKey, usize)>>,
     /// Peers found lost during this iteration, removed at its end.
-    lost: Vec<PeerKey>,
-    tx: SendQueue,
-    metrics: BoundMetrics,
+    pub(super) lost: Vec<PeerKey>,
+    /// RTP a drive produced, waiting for fan-out (reused buffer).
+    pub(super) forward: Vec<(Mid, RtpPacket)>,
+    /// Egress mids whose subscriber asked for a keyframe (reused buffer).
+    pub(super) keyframes_wanted: Vec<Mid>,
+    pub(super) tx: SendQueue,
+    pub(super) metrics: BoundMetrics,
 }
 
 /// Runs a worker on the current thread until `Shutdown` or the command
@@ -106,8 +111,12 @@ async fn run_loop(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Work
         peers: Slab::default(),
         demux: Demux::default(),
         timers: TimerHeap::default(),
-        by_session: HashMap::new(),
+        ingress_of: HashMap::new(),
+        egress_of: HashMap::new(),
+        routes: HashMap::new(),
         lost: Vec::new(),
+        forward: Vec::new(),
+        keyframes_wanted: Vec::new(),
         tx: SendQueue::default(),
         metrics: setup.metrics.bind(),
     };
@@ -193,6 +202,32 @@ impl Worker {
             .unwrap_or(first)
     }
 
+    /// Runs `f` on one peer with a [`Drive`] of this worker, isolating
+    /// panics: a peer that panics is lost, the worker goes on.
+    pub(super) fn drive<R>(
+        &mut self,
+        key: PeerKey,
+        now: Instant,
+        f: impl FnOnce(&mut Peer, &mut Drive<'_>) -> R,
+    ) -> Option<R> {
+        let peer = self.peers.get_mut(key)?;
+        let mut d = Drive {
+            now,
+            tx: &mut self.tx,
+            metrics: &self.metrics,
+            forward: &mut self.forward,
+            keyframes_wanted: &mut self.keyframes_wanted,
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(peer, &mut d))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                warn!(worker = self.index, participant = %peer.participant, "peer panicked; closing it");
+                peer.lost = Some(PeerLoss::Vanished);
+                None
+            }
+        }
+    }
+
     fn on_datagram(
         &mut self,
         source: SocketAddr,
@@ -217,37 +252,43 @@ impl Worker {
         if !peer.rtc.accepts(&input) {
             return self.metrics.dropped(DropReason::Rejected);
         }
-        let (tx, metrics) = (&mut self.tx, &self.metrics);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let handled = self.drive(key, now, |peer, d| {
             let handled = peer.rtc.handle_input(input).is_ok();
             if stun && handled {
                 // accepts() verified the STUN integrity: consent is fresh.
                 peer.touch(now);
             }
-            peer.drain(now, tx, metrics);
+            peer.drain(d);
             handled
-        }));
-        match outcome {
-            Ok(true) => {}
-            Ok(false) => self.metrics.dropped(DropReason::PeerError),
-            Err(_) => {
-                warn!(worker = self.index, participant = %peer.participant, "peer panicked on input; closing it");
-                peer.lost = Some(PeerLoss::Vanished);
-            }
+        });
+        if handled == Some(false) {
+            self.metrics.dropped(DropReason::PeerError);
         }
-        if stun && self.demux.learn(source, key) {
+        if stun
+            && self.demux.learn(source, key)
+            && let Some(peer) = self.peers.get_mut(key)
+        {
             peer.addrs.push(source);
         }
-        self.after_drive(key);
+        self.after_drive(key, now);
     }
 
-    /// Reschedules a peer and notes it for removal when it was lost.
-    fn after_drive(&mut self, key: PeerKey) {
+    /// After a peer was driven: fan out what it received, pass on keyframe
+    /// requests, reschedule it, and note it for removal when it was lost.
+    pub(super) fn after_drive(&mut self, key: PeerKey, now: Instant) {
+        if !self.forward.is_empty() {
+            self.fan_out(key, now);
+        }
+        if !self.keyframes_wanted.is_empty() {
+            self.forward_keyframe_requests(key, now);
+        }
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
         if peer.lost.is_some() {
-            self.lost.push(key);
+            if !self.lost.contains(&key) {
+                self.lost.push(key);
+            }
             return;
         }
         let next = peer.next_deadline();
@@ -266,12 +307,8 @@ impl Worker {
                 continue; // superseded by an earlier deadline
             }
             peer.scheduled = None;
-            let (tx, metrics) = (&mut self.tx, &self.metrics);
-            if catch_unwind(AssertUnwindSafe(|| peer.on_timeout(now, tx, metrics))).is_err() {
-                warn!(worker = self.index, participant = %peer.participant, "peer panicked on timeout; closing it");
-                peer.lost = Some(PeerLoss::Vanished);
-            }
-            self.after_drive(key);
+            self.drive(key, now, |peer, d| peer.on_timeout(d));
+            self.after_drive(key, now);
         }
     }
 
@@ -282,149 +319,37 @@ impl Worker {
                 continue;
             };
             let reason = peer.lost.unwrap_or(PeerLoss::Vanished);
-            debug!(worker = self.index, participant = %peer.participant, ?reason, "peer lost");
+            debug!(worker = self.index, participant = %peer.participant, ?reason, ingress = peer.is_ingress(), "peer lost");
             let events = peer.events_recipient();
+            let event = if peer.is_ingress() {
+                MediaEvent::Lost { reason }
+            } else {
+                MediaEvent::EgressLost { reason }
+            };
             self.close_peer(key, now);
-            events.do_send(MediaEvent::Lost { reason });
+            events.do_send(event);
         }
     }
 
-    fn on_command(&mut self, cmd: WorkerCmd, now: Instant) {
-        match cmd {
-            WorkerCmd::OpenIngress {
-                session,
-                participant,
-                offer,
-                events,
-                reply,
-            } => {
-                let result = self.open_ingress(session, participant, &offer, events, now);
-                let _ = reply.send(result);
-            }
-            WorkerCmd::AnswerClientOffer {
-                session,
-                id,
-                number,
-                offer,
-                reply,
-            } => self.answer_client_offer(session, id, number, &offer, reply, now),
-            WorkerCmd::RequestKeyframe { session, mid } => {
-                let Some(&key) = self.by_session.get(&session) else {
-                    return;
-                };
-                let (tx, metrics) = (&mut self.tx, &self.metrics);
-                if let Some(peer) = self.peers.get_mut(key)
-                    && peer.request_keyframe(Mid::from(mid.as_str()), now, metrics)
-                {
-                    peer.drain(now, tx, metrics);
-                }
-                self.after_drive(key);
-            }
-            WorkerCmd::CloseSession { session } => {
-                if let Some(key) = self.by_session.get(&session).copied() {
-                    self.close_peer(key, now);
-                }
-            }
-            WorkerCmd::Shutdown => self.close_all(now),
-        }
-    }
-
-    fn open_ingress(
-        &mut self,
-        session: SessionId,
-        participant: ParticipantId,
-        offer: &str,
-        events: actix::Recipient<MediaEvent>,
-        now: Instant,
-    ) -> Result<IngressAnswer, MediaError> {
-        if let Some(old) = self.by_session.get(&session).copied() {
-            self.close_peer(old, now);
-        }
-        let parsed = SdpOffer::from_sdp_string(offer)
-            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
-        let creds = new_credentials();
-        let ufrag = creds.ufrag.clone();
-        let mut rtc = build_rtc(&self.codecs, &self.cert, creds, &self.candidates, now);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(parsed)
-            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
-        let answer = answer.to_sdp_string();
-        check_codecs(offer, &answer, &rtc)?;
-        let mut peer = Peer::new_ingress(
-            session,
-            participant,
-            rtc,
-            ufrag.clone(),
-            events,
-            self.limits.clone(),
-            now,
-        );
-        let (media, _) = peer.apply_answer(&answer);
-        peer.drain(now, &mut self.tx, &self.metrics);
-        let key = self.peers.insert(peer);
-        self.demux.add_ufrag(ufrag.clone(), key);
-        self.by_session.insert(session, key);
-        self.metrics.family.peers.inc();
-        self.after_drive(key);
-        debug!(worker = self.index, participant = %participant, sections = media.len(), "ingress peer created");
-        Ok(IngressAnswer {
-            sdp: sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&answer)),
-            etag: format!("\"{ufrag}\""),
-            media,
-        })
-    }
-
-    fn answer_client_offer(
-        &mut self,
-        session: SessionId,
-        id: u64,
-        number: u64,
-        offer: &str,
-        reply: oneshot::Sender<Result<IngressChange, MediaError>>,
-        now: Instant,
-    ) {
-        let Some(&key) = self.by_session.get(&session) else {
-            let _ = reply.send(Err(MediaError::NoPeer));
-            return;
-        };
-        let (tx, metrics) = (&mut self.tx, &self.metrics);
-        let Some(peer) = self.peers.get_mut(key) else {
-            let _ = reply.send(Err(MediaError::NoPeer));
-            return;
-        };
-        let result = (|| {
-            let parsed = SdpOffer::from_sdp_string(offer)
-                .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
-            let answer = peer
-                .rtc
-                .sdp_api()
-                .accept_offer(parsed)
-                .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
-                .to_sdp_string();
-            let (added, removed) = peer.apply_answer(&answer);
-            peer.drain(now, tx, metrics);
-            peer.queue_signal(&SignalMessage::Answer {
-                id,
-                number,
-                sdp: sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&answer)),
-            });
-            metrics.family.signal_message("out", "answer");
-            peer.drain(now, tx, metrics);
-            Ok(IngressChange { added, removed })
-        })();
-        let _ = reply.send(result);
-        self.after_drive(key);
-    }
-
-    fn close_peer(&mut self, key: PeerKey, now: Instant) {
+    /// Removes a peer with its routes and says goodbye to the remote.
+    pub(super) fn close_peer(&mut self, key: PeerKey, now: Instant) {
         let Some(mut peer) = self.peers.remove(key) else {
             return;
         };
         self.demux.forget(&peer.ufrag, &peer.addrs, key);
-        if self.by_session.get(&peer.session) == Some(&key) {
-            self.by_session.remove(&peer.session);
+        let index = if peer.is_ingress() {
+            &mut self.ingress_of
+        } else {
+            &mut self.egress_of
+        };
+        if index.get(&peer.session) == Some(&key) {
+            index.remove(&peer.session);
         }
+        // Routes from this peer (publisher) and to it (subscriber).
+        self.routes.retain(|(publisher, _), subs| {
+            subs.retain(|(sub, _)| *sub != key);
+            *publisher != key && !subs.is_empty()
+        });
         self.metrics.family.peers.dec();
         // RTCP BYE, SCTP shutdown and DTLS close_notify, best effort: the
         // remote may already be gone.
@@ -433,7 +358,7 @@ impl Worker {
         }
     }
 
-    fn close_all(&mut self, now: Instant) {
+    pub(super) fn close_all(&mut self, now: Instant) {
         for key in self.peers.keys() {
             self.close_peer(key, now);
         }
@@ -450,45 +375,4 @@ fn drain_transmits(rtc: &mut Rtc, tx: &mut SendQueue, now: Instant) {
             Ok(str0m::Output::Timeout(_)) | Err(_) => return,
         }
     }
-}
-
-/// 422 when an offered audio or video section got no codec: str0m answers
-/// such a section disabled (port 0) while the offer had it enabled.
-fn check_codecs(offer: &str, answer: &str, _rtc: &Rtc) -> Result<(), MediaError> {
-    let sections = |sdp: &str| -> Vec<(String, bool)> {
-        sdp.lines()
-            .filter_map(|l| l.strip_prefix("m="))
-            .map(|m| {
-                let mut parts = m.split_whitespace();
-                let kind = parts.next().unwrap_or_default().to_string();
-                let enabled = parts.next().is_some_and(|port| port != "0");
-                (kind, enabled)
-            })
-            .collect()
-    };
-    let offered = sections(offer);
-    let answered = sections(answer);
-    // str0m stops parsing at the first media-level line it cannot read and
-    // drops every later section silently; a short answer means that happened.
-    if answered.len() != offered.len() {
-        return Err(MediaError::MalformedSdp(format!(
-            "{} of {} media sections could be read",
-            answered.len(),
-            offered.len()
-        )));
-    }
-    for (i, (kind, enabled)) in offered.iter().enumerate() {
-        if !*enabled || !(kind == "audio" || kind == "video") {
-            continue;
-        }
-        let accepted = answered.get(i).is_some_and(|(_, on)| *on);
-        if !accepted {
-            return Err(MediaError::NoCodec(if kind == "audio" {
-                "audio"
-            } else {
-                "video"
-            }));
-        }
-    }
-    Ok(())
 }

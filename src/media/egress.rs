@@ -1,0 +1,161 @@
+//! The WHEP (egress) role of a peer: one send-only m-line per lobby track,
+//! the pending server offer, and per m-line forwarding state.
+
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind as StrMediaKind, Mid};
+use str0m::rtp::Ssrc;
+use vestibule_actors::ids::SessionId;
+use vestibule_actors::media::{EgressTrack, MediaError};
+use vestibule_actors::snapshot::MediaKind;
+
+use super::forward::{PtMap, SeqRebase};
+use super::sdp_meta::{self, EgressLabel};
+
+/// One egress m-line carrying one lobby track.
+#[derive(Debug)]
+pub struct OutTrack {
+    /// What it carries (source session + ingress mid, labels).
+    pub track: EgressTrack,
+    /// Its mid on the subscriber's connection.
+    pub mid: Mid,
+    /// Publisher ingress mid, parsed once.
+    pub source_mid: Mid,
+    /// Set once the subscriber's answer made it sendable.
+    pub open: bool,
+    /// Cached sender SSRC (str0m looks streams up by scanning mids).
+    pub tx_ssrc: Option<Ssrc>,
+    /// Publisher PT -> our PT.
+    pub pt_map: PtMap,
+    /// Sequence-number rebasing.
+    pub seq: SeqRebase,
+    /// Video waits for a keyframe before anything is forwarded.
+    pub waiting_keyframe: bool,
+    /// When the m-line opened (time to first keyframe).
+    pub opened_at: Option<Instant>,
+}
+
+/// A WHEP peer's extra state.
+#[derive(Debug, Default)]
+pub struct Egress {
+    /// The m-lines that carry tracks, in offer order.
+    pub outs: Vec<OutTrack>,
+    /// The offer awaiting the subscriber's answer.
+    pending: Option<SdpPendingOffer>,
+}
+
+fn str0m_kind(kind: MediaKind) -> StrMediaKind {
+    match kind {
+        MediaKind::Audio => StrMediaKind::Audio,
+        MediaKind::Video => StrMediaKind::Video,
+    }
+}
+
+impl Egress {
+    /// Builds the first server offer on a fresh `Rtc`: a send-only m-line
+    /// per track, or one inactive audio and one inactive video m-line for
+    /// an empty lobby. Returns the state and the annotated offer SDP.
+    pub fn offer(rtc: &mut Rtc, tracks: Vec<EgressTrack>) -> Result<(Egress, String), MediaError> {
+        let mut change = rtc.sdp_api();
+        let mut outs = Vec::new();
+        for track in tracks {
+            let mid = change.add_media(
+                str0m_kind(track.kind),
+                Direction::SendOnly,
+                Some(track.participant.to_string()),
+                Some(track.track.to_string()),
+                None,
+            );
+            outs.push(OutTrack {
+                source_mid: Mid::from(track.mid.as_str()),
+                waiting_keyframe: track.kind == MediaKind::Video,
+                track,
+                mid,
+                open: false,
+                tx_ssrc: None,
+                pt_map: PtMap::default(),
+                seq: SeqRebase::default(),
+                opened_at: None,
+            });
+        }
+        if outs.is_empty() {
+            change.add_media(StrMediaKind::Audio, Direction::Inactive, None, None, None);
+            change.add_media(StrMediaKind::Video, Direction::Inactive, None, None, None);
+        }
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| MediaError::MalformedSdp("nothing to offer".into()))?;
+        let egress = Egress {
+            outs,
+            pending: Some(pending),
+        };
+        let sdp = egress.annotate(&offer.to_sdp_string());
+        Ok((egress, sdp))
+    }
+
+    /// Adds the `i=` line of API.md "Track metadata" to every m-line we
+    /// generated, plus session-level `msid-semantic` and complete candidates.
+    fn annotate(&self, sdp: &str) -> String {
+        let labelled = sdp_meta::annotate_egress(sdp, |mid| {
+            self.outs
+                .iter()
+                .find(|o| o.mid.to_string() == mid)
+                .map(|o| EgressLabel {
+                    purpose: o.track.purpose,
+                    mute: o.track.mute,
+                    user_id: o.track.user_id.clone(),
+                })
+        });
+        sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&labelled))
+    }
+
+    /// Applies the subscriber's answer to the pending offer and opens the
+    /// m-lines it accepted. Returns the indexes of newly opened outs.
+    pub fn accept_answer(
+        &mut self,
+        rtc: &mut Rtc,
+        answer: &str,
+        now: Instant,
+    ) -> Result<Vec<usize>, MediaError> {
+        let pending = self.pending.take().ok_or(MediaError::NoPendingOffer)?;
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
+        let mut opened = Vec::new();
+        for (i, out) in self.outs.iter_mut().enumerate() {
+            if out.open {
+                continue;
+            }
+            // A subscriber that rejected the m-line (port 0) has no stream for it.
+            let Some(ssrc) = rtc
+                .direct_api()
+                .stream_tx_by_mid(out.mid, None)
+                .map(|s| s.ssrc())
+            else {
+                continue;
+            };
+            out.tx_ssrc = Some(ssrc);
+            out.open = true;
+            out.opened_at = Some(now);
+            opened.push(i);
+        }
+        Ok(opened)
+    }
+
+    /// The out carrying `mid` on this connection.
+    pub fn out_by_mid(&self, mid: Mid) -> Option<usize> {
+        self.outs.iter().position(|o| o.mid == mid)
+    }
+
+    /// The sources this peer subscribes to: (publisher session, ingress mid, out index).
+    pub fn sources(&self) -> impl Iterator<Item = (SessionId, Mid, usize)> + '_ {
+        self.outs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.track.publisher, o.source_mid, i))
+    }
+}

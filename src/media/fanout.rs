@@ -1,0 +1,150 @@
+//! HOT PATH: forwarding a publisher's RTP to the subscribers of its tracks
+//! on this worker, subscriber by subscriber: rewrite (forward.rs), write
+//! into the subscriber's `Rtc`, then one timeout + drain per subscriber for
+//! the whole batch. No allocation beyond str0m's own; no logging; no actor
+//! messages.
+
+use std::time::Instant;
+
+use str0m::rtp::RtpWrite;
+use vestibule_actors::snapshot::MediaKind;
+
+use super::forward::{PtMap, forwardable_extensions, is_keyframe};
+use super::peer::Role;
+use super::slab::PeerKey;
+use super::worker::Worker;
+
+impl Worker {
+    /// Forwards the packets a publisher's drive produced.
+    pub(super) fn fan_out(&mut self, publisher: PeerKey, now: Instant) {
+        let packets = std::mem::take(&mut self.forward);
+        let mut touched: Vec<PeerKey> = Vec::new();
+        for (mid, packet) in &packets {
+            let Some(subscribers) = self.routes.get(&(publisher, *mid)) else {
+                continue;
+            };
+            for &(subscriber, out_index) in subscribers {
+                let Some(peer) = self.peers.get_mut(subscriber) else {
+                    continue;
+                };
+                let Role::Egress(egress) = &mut peer.role else {
+                    continue;
+                };
+                let Some(out) = egress.outs.get_mut(out_index) else {
+                    continue;
+                };
+                let video = out.track.kind == MediaKind::Video;
+                if out.waiting_keyframe {
+                    if !is_keyframe(&packet.payload) {
+                        continue;
+                    }
+                    out.waiting_keyframe = false;
+                }
+                let (Some(pt), Some(ssrc)) =
+                    (out.pt_map.get(packet.header.payload_type), out.tx_ssrc)
+                else {
+                    continue;
+                };
+                let seq = out.seq.map(packet.seq_no);
+                let write = RtpWrite::new(
+                    pt,
+                    seq,
+                    packet.header.timestamp,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .nackable(video)
+                .ext_vals(forwardable_extensions(&packet.header.ext_vals));
+                if let Some(tx) = peer.rtc.direct_api().stream_tx(&ssrc) {
+                    tx.write_rtp(write);
+                    self.metrics.rtp_forwarded(video, packet.payload.len());
+                    if !touched.contains(&subscriber) {
+                        touched.push(subscriber);
+                    }
+                }
+            }
+        }
+        // Keep the buffer's allocation for the next drive.
+        let mut packets = packets;
+        packets.clear();
+        self.forward = packets;
+        for subscriber in touched {
+            self.drive(subscriber, now, |peer, d| {
+                if peer.rtc.handle_input(str0m::Input::Timeout(d.now)).is_ok() {
+                    peer.drain(d);
+                }
+            });
+            self.after_drive(subscriber, now);
+        }
+    }
+
+    /// A subscriber's PLI/FIR becomes a (throttled) request to the publisher.
+    pub(super) fn forward_keyframe_requests(&mut self, subscriber: PeerKey, now: Instant) {
+        let mids = std::mem::take(&mut self.keyframes_wanted);
+        for mid in &mids {
+            let Some(peer) = self.peers.get_mut(subscriber) else {
+                break;
+            };
+            let Role::Egress(egress) = &peer.role else {
+                break;
+            };
+            let Some(out) = egress.out_by_mid(*mid).and_then(|i| egress.outs.get(i)) else {
+                continue;
+            };
+            let (source, source_mid) = (out.track.publisher, out.source_mid);
+            if let Some(&publisher) = self.ingress_of.get(&source) {
+                self.request_keyframe(publisher, source_mid, now);
+            }
+        }
+        let mut mids = mids;
+        mids.clear();
+        self.keyframes_wanted = mids;
+    }
+
+    /// Starts forwarding to an opened out: payload-type map against the
+    /// publisher's codecs, the route, and a keyframe request for video.
+    pub(super) fn open_route(&mut self, subscriber: PeerKey, out_index: usize, now: Instant) {
+        let Some(peer) = self.peers.get_mut(subscriber) else {
+            return;
+        };
+        let Role::Egress(egress) = &peer.role else {
+            return;
+        };
+        let Some(out) = egress.outs.get(out_index) else {
+            return;
+        };
+        let (source, source_mid, video) = (
+            out.track.publisher,
+            out.source_mid,
+            out.track.kind == MediaKind::Video,
+        );
+        let Some(&publisher) = self.ingress_of.get(&source) else {
+            return;
+        };
+        let Some(params) = self
+            .peers
+            .get_mut(publisher)
+            .map(|p| p.rtc.codec_config().params().to_vec())
+        else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(subscriber) else {
+            return;
+        };
+        let map = PtMap::build(&params, peer.rtc.codec_config());
+        let Role::Egress(egress) = &mut peer.role else {
+            return;
+        };
+        if let Some(out) = egress.outs.get_mut(out_index) {
+            out.pt_map = map;
+        }
+        self.routes
+            .entry((publisher, source_mid))
+            .or_default()
+            .push((subscriber, out_index));
+        if video {
+            self.request_keyframe(publisher, source_mid, now);
+        }
+    }
+}
