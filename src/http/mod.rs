@@ -92,9 +92,9 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
         )
         .service(
             web::resource("/space/{space}/stream/{stream}/whep")
-                .route(web::post().to(whep::alias))
-                .route(web::patch().to(whep::alias))
-                .route(web::delete().to(whep::alias))
+                .route(web::post().to(whep::create))
+                .route(web::patch().to(whep::patch_alias))
+                .route(web::delete().to(whep::delete_alias))
                 .route(web::get().to(no_content))
                 .route(web::head().to(whep::head))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(whep::options_endpoint))
@@ -102,8 +102,8 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
         )
         .service(
             web::resource("/space/{space}/stream/{stream}/whep/{whep}")
-                .route(web::patch().to(whep::resource))
-                .route(web::delete().to(whep::resource))
+                .route(web::patch().to(whep::patch_resource))
+                .route(web::delete().to(whep::delete_resource))
                 .route(web::get().to(no_content))
                 .route(web::head().to(whep::head))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(whep::options_resource))

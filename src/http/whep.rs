@@ -1,50 +1,183 @@
-//! WHEP: the egress half of a lobby session, and plain viewers.
+//! WHEP: the egress half of a lobby session (API.md "Lobby endpoints").
+//! Server-offer mode (the seed's flow) is served; client-offer mode, plain
+//! viewers and trickle answer 501 until they are built.
+
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use vestibule_actors::StreamKey;
+use vestibule_actors::ids::WhepId;
+use vestibule_actors::session::{EndWhep, FinishWhep, GetSessionStatus, StartWhep, WhepError};
 
-use super::body::{SDP, SDPFRAG};
-use super::credentials::{SessionAuth, Target, optional_bearer, session_caller};
+use super::body::{SDP, SDPFRAG, declares_empty_body, media_type, read_sdp};
+use super::credentials::{SessionAuth, SessionCaller, Target, session_caller};
 use super::error::ApiError;
 use super::state::AppState;
 use super::streams::stream_key;
 
-const NOT_BUILT: ApiError = ApiError::NotImplemented("WHEP is not built in this version");
+/// How long `POST /whep` waits for the session's signal channel (API.md rule 6).
+const SIGNAL_WAIT: Duration = Duration::from_secs(10);
+/// Poll interval while waiting.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
-/// Authenticates a WHEP request: a Bearer token (session member or plain
-/// viewer) or the session cookie with its request token.
-fn authenticate(
-    req: &HttpRequest,
-    state: &AppState,
-    path: &(String, String),
-) -> Result<(), ApiError> {
-    let key = stream_key(path)?;
-    if optional_bearer(req, state)?.is_some() {
-        return Ok(());
+impl From<WhepError> for ApiError {
+    fn from(e: WhepError) -> Self {
+        match e {
+            WhepError::NoWhep => ApiError::NotFound("no such WHEP connection"),
+            WhepError::NoPendingOffer => ApiError::Conflict {
+                detail: "no offer is pending",
+                retry_after: None,
+            },
+            WhepError::Media(m) => m.into(),
+        }
     }
-    session_caller(req, state, &key, Target::Alias, SessionAuth::default()).map(|_| ())
 }
 
-/// `POST /whep` (server-offer or client-offer mode), `PATCH /whep` (the
-/// answer to a server offer) and `DELETE /whep`.
-pub(super) async fn alias(
+/// Adds the request token to a 2xx for a cookie-authenticated request.
+fn echo_token(resp: &mut actix_web::HttpResponseBuilder, caller: &SessionCaller) {
+    if let Some(token) = caller.echo_req_token() {
+        resp.insert_header(("X-Req-Token", token));
+    }
+}
+
+fn whep_location(state: &AppState, key: &StreamKey, id: &WhepId) -> String {
+    state.public_path(&format!(
+        "/space/{}/stream/{}/whep/{}",
+        key.space,
+        key.stream,
+        id.reveal()
+    ))
+}
+
+/// `POST /whep`: with an empty body, the server offers every other
+/// participant's tracks (server-offer mode).
+pub(super) async fn create(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate(&req, &state, &path)?;
-    Err(NOT_BUILT)
+    let key = stream_key(&path)?;
+    let caller = session_caller(&req, &state, &key, Target::Alias, SessionAuth::default())?;
+    if !declares_empty_body(&req) || media_type(&req).is_some_and(|t| t == SDP) {
+        return Err(ApiError::NotImplemented(
+            "client-offer WHEP is not built in this version",
+        ));
+    }
+    let session = caller.record().session.clone();
+    let started = Instant::now();
+    while !session.send(GetSessionStatus).await?.signal_open {
+        if started.elapsed() >= SIGNAL_WAIT {
+            return Err(ApiError::Conflict {
+                detail: "the session's signal channel is not open",
+                retry_after: Some(1),
+            });
+        }
+        tokio::time::sleep(SIGNAL_POLL).await;
+    }
+    let offer = session.send(StartWhep).await??;
+    let mut resp = HttpResponse::Created();
+    resp.content_type(SDP)
+        .insert_header((
+            header::LOCATION,
+            whep_location(&state, &key, &offer.whep_id),
+        ))
+        .insert_header((header::ETAG, format!("\"offer-{}\"", offer.number)))
+        .insert_header(("Vestibule-Offer-Number", offer.number.to_string()));
+    echo_token(&mut resp, &caller);
+    Ok(resp.body(offer.sdp))
 }
 
-/// `PATCH` and `DELETE` on a WHEP resource.
-pub(super) async fn resource(
+/// Applies an SDP answer (PATCH on the alias or the resource): 201.
+async fn answer(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    key: &StreamKey,
+    whep_id: Option<WhepId>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = session_caller(req, state, key, Target::Alias, SessionAuth::default())?;
+    if media_type(req).is_some_and(|t| t == SDPFRAG) {
+        return Err(ApiError::NotImplemented(
+            "trickle ICE is not built in this version",
+        ));
+    }
+    let sdp = read_sdp(req, payload).await?;
+    caller
+        .record()
+        .session
+        .send(FinishWhep { whep_id, sdp })
+        .await??;
+    let mut resp = HttpResponse::Created();
+    echo_token(&mut resp, &caller);
+    Ok(resp.finish())
+}
+
+/// `PATCH /whep`: the answer to the pending server offer.
+pub(super) async fn patch_alias(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = stream_key(&path)?;
+    answer(&req, payload, &state, &key, None).await
+}
+
+/// `PATCH {whep Location}`.
+pub(super) async fn patch_resource(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (space, stream, whep) = path.into_inner();
+    let key = stream_key(&(space, stream))?;
+    let id = WhepId::parse(&whep).ok_or(ApiError::NotFound("no such WHEP connection"))?;
+    answer(&req, payload, &state, &key, Some(id)).await
+}
+
+/// `DELETE /whep` (204) and `DELETE {whep Location}` (200): ends the WHEP
+/// connection only.
+async fn end(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &StreamKey,
+    whep_id: Option<WhepId>,
+) -> Result<(), ApiError> {
+    let caller = session_caller(
+        req,
+        state,
+        key,
+        Target::Alias,
+        SessionAuth { teardown: true },
+    )?;
+    caller.record().session.send(EndWhep { whep_id }).await??;
+    Ok(())
+}
+
+/// `DELETE /whep`.
+pub(super) async fn delete_alias(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = stream_key(&path)?;
+    end(&req, &state, &key, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE {whep Location}`.
+pub(super) async fn delete_resource(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (space, stream, _whep) = path.into_inner();
-    authenticate(&req, &state, &(space, stream))?;
-    Err(NOT_BUILT)
+    let (space, stream, whep) = path.into_inner();
+    let key = stream_key(&(space, stream))?;
+    let id = WhepId::parse(&whep).ok_or(ApiError::NotFound("no such WHEP connection"))?;
+    end(&req, &state, &key, Some(id)).await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// `HEAD /whep`: 200 with the SDP content type, no auth (API.md).

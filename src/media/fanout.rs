@@ -34,17 +34,17 @@ impl Worker {
                     continue;
                 };
                 let video = out.track.kind == MediaKind::Video;
-                if out.waiting_keyframe {
-                    if !is_keyframe(&packet.payload) {
-                        continue;
-                    }
-                    out.waiting_keyframe = false;
-                }
-                let (Some(pt), Some(ssrc)) =
+                let (Some((pt, codec)), Some(ssrc)) =
                     (out.pt_map.get(packet.header.payload_type), out.tx_ssrc)
                 else {
                     continue;
                 };
+                if out.waiting_keyframe {
+                    if !is_keyframe(codec, &packet.payload) {
+                        continue;
+                    }
+                    out.waiting_keyframe = false;
+                }
                 let seq = out.seq.map(packet.seq_no);
                 let write = RtpWrite::new(
                     pt,

@@ -4,7 +4,7 @@
 //! the keyframe gate, and the header extensions that may be copied.
 //! Pure functions over small state; no allocation, no logging.
 
-use str0m::format::PayloadParams;
+use str0m::format::{Codec, PayloadParams};
 use str0m::media::Pt;
 use str0m::rtp::{ExtensionValues, SeqNo};
 
@@ -30,10 +30,12 @@ impl SeqRebase {
     }
 }
 
-/// Publisher PT -> subscriber PT, computed once per m-line after negotiation.
+/// Publisher PT -> (subscriber PT, codec), computed once per m-line after
+/// negotiation. The codec picks the keyframe detector: detectors of other
+/// codecs misread foreign payloads.
 #[derive(Debug, Default, Clone)]
 pub struct PtMap {
-    pairs: Vec<(Pt, Pt)>,
+    pairs: Vec<(Pt, Pt, Codec)>,
 }
 
 impl PtMap {
@@ -42,17 +44,21 @@ impl PtMap {
     pub fn build(publisher: &[PayloadParams], subscriber: &str0m::format::CodecConfig) -> Self {
         let pairs = publisher
             .iter()
-            .filter_map(|p| subscriber.match_params(*p).map(|s| (p.pt(), s.pt())))
+            .filter_map(|p| {
+                subscriber
+                    .match_params(*p)
+                    .map(|s| (p.pt(), s.pt(), p.spec().codec))
+            })
             .collect();
         Self { pairs }
     }
 
-    /// The subscriber's payload type for a publisher's.
-    pub fn get(&self, pt: Pt) -> Option<Pt> {
+    /// The subscriber's payload type and the codec for a publisher's payload type.
+    pub fn get(&self, pt: Pt) -> Option<(Pt, Codec)> {
         self.pairs
             .iter()
-            .find(|(from, _)| *from == pt)
-            .map(|(_, to)| *to)
+            .find(|(from, _, _)| *from == pt)
+            .map(|(_, to, codec)| (*to, *codec))
     }
 
     /// Whether nothing maps.
@@ -73,11 +79,16 @@ pub fn forwardable_extensions(ext: &ExtensionValues) -> ExtensionValues {
     }
 }
 
-/// Whether a video payload starts a keyframe, for the codecs we forward.
-pub fn is_keyframe(payload: &[u8]) -> bool {
-    str0m::format::detect_vp8_keyframe(payload)
-        || str0m::format::detect_h264_keyframe(payload)
-        || str0m::format::detect_vp9_keyframe(payload)
+/// Whether a video payload of `codec` starts a keyframe.
+pub fn is_keyframe(codec: Codec, payload: &[u8]) -> bool {
+    match codec {
+        Codec::Vp8 => str0m::format::detect_vp8_keyframe(payload),
+        Codec::Vp9 => str0m::format::detect_vp9_keyframe(payload),
+        Codec::H264 => str0m::format::detect_h264_keyframe(payload),
+        Codec::Av1 => str0m::format::detect_av1_keyframe(payload),
+        // Codecs we cannot inspect pass the gate rather than stall forever.
+        _ => true,
+    }
 }
 
 #[cfg(test)]

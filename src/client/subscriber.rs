@@ -1,0 +1,200 @@
+//! A str0m WHEP subscriber in server-offer mode: POST an empty body, answer
+//! the server's offer by PATCH, then count what arrives (RTP mode, so
+//! sequence numbers and payloads are visible as sent).
+
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::media::MediaKind;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, RtcConfig};
+
+use super::ClientError;
+
+/// What the subscriber saw.
+#[derive(Debug, Default)]
+pub struct SubscriberState {
+    /// ICE + DTLS connected.
+    pub connected: AtomicBool,
+    /// The media thread ended.
+    pub ended: AtomicBool,
+    /// Video RTP packets received.
+    pub video_packets: AtomicU64,
+    /// Audio RTP packets received.
+    pub audio_packets: AtomicU64,
+    /// Whether the first video packet started a keyframe (None before one).
+    pub first_video_keyframe: Mutex<Option<bool>>,
+    /// Extended sequence number of the first video packet.
+    pub first_video_seq: Mutex<Option<u64>>,
+}
+
+/// A server-offer WHEP subscriber.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// The server's offer.
+    pub offer: String,
+    /// `Location` of the WHEP resource.
+    pub location: String,
+    /// `Vestibule-Offer-Number`.
+    pub number: u64,
+    /// What arrived.
+    pub state: Arc<SubscriberState>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// POSTs to `{base}{endpoint}` (a `/whep` URL) with `token`, answers by
+    /// PATCH and starts receiving.
+    pub async fn connect(
+        base: &str,
+        endpoint: &str,
+        token: &str,
+    ) -> Result<Subscriber, ClientError> {
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!("{base}{endpoint}"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if status != 201 {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Status { status, body });
+        }
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let location = header("location").unwrap_or_default();
+        let number = header("vestibule-offer-number")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let offer = resp.text().await?;
+
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let local = socket.local_addr()?;
+        let mut rtc = RtcConfig::new().set_rtp_mode(true).build(Instant::now());
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| ClientError::Sdp(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        // str0m rejects media-level i= lines (API.md "Track metadata"):
+        // strip them as every str0m-based client must.
+        let cleaned = crate::media::sdp_meta::prepare_offer(&offer)
+            .map_err(|e| ClientError::Sdp(e.to_string()))?;
+        let parsed =
+            SdpOffer::from_sdp_string(&cleaned.sdp).map_err(|e| ClientError::Sdp(e.to_string()))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| ClientError::Sdp(e.to_string()))?;
+        let patch = http
+            .patch(format!("{base}{location}"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/sdp")
+            .body(answer.to_sdp_string())
+            .send()
+            .await?;
+        let status = patch.status().as_u16();
+        if status != 201 {
+            let body = patch.text().await.unwrap_or_default();
+            return Err(ClientError::Status { status, body });
+        }
+
+        let state = Arc::new(SubscriberState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("whep-client".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 2000];
+                while !sp.load(Ordering::Acquire) {
+                    let timeout = loop {
+                        match rtc.poll_output() {
+                            Ok(Output::Timeout(t)) => break Some(t),
+                            Ok(Output::Transmit(t)) => {
+                                let _ = socket.send_to(&t.contents, t.destination);
+                            }
+                            Ok(Output::Event(Event::Connected)) => {
+                                st.connected.store(true, Ordering::Release)
+                            }
+                            Ok(Output::Event(Event::RtpPacket(p))) => {
+                                let mid =
+                                    rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
+                                let kind = mid.and_then(|m| rtc.media(m)).map(|m| m.kind());
+                                if kind == Some(MediaKind::Video) {
+                                    st.video_packets.fetch_add(1, Ordering::Relaxed);
+                                    if let Ok(mut first) = st.first_video_keyframe.lock()
+                                        && first.is_none()
+                                    {
+                                        *first =
+                                            Some(str0m::format::detect_vp8_keyframe(&p.payload));
+                                        if let Ok(mut seq) = st.first_video_seq.lock() {
+                                            *seq = Some(*p.seq_no);
+                                        }
+                                    }
+                                } else if kind == Some(MediaKind::Audio) {
+                                    st.audio_packets.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Ok(Output::Event(_)) => {}
+                            Err(_) => break None,
+                        }
+                    };
+                    let Some(timeout) = timeout else { break };
+                    let wait = timeout
+                        .saturating_duration_since(Instant::now())
+                        .clamp(Duration::from_millis(1), Duration::from_millis(50));
+                    let _ = socket.set_read_timeout(Some(wait));
+                    let input = match socket.recv_from(&mut buf) {
+                        Ok((n, source)) => {
+                            match Receive::new(Protocol::Udp, source, local, &buf[..n]) {
+                                Ok(r) => Input::Receive(Instant::now(), r),
+                                Err(_) => continue,
+                            }
+                        }
+                        Err(_) => Input::Timeout(Instant::now()),
+                    };
+                    if rtc.handle_input(input).is_err() {
+                        break;
+                    }
+                }
+                st.ended.store(true, Ordering::Release);
+            })?;
+        Ok(Subscriber {
+            offer,
+            location,
+            number,
+            state,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until ICE + DTLS are up.
+    pub async fn wait_connected(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.state.connected.load(Ordering::Acquire) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
