@@ -178,6 +178,7 @@ pub fn build(settings: Settings) -> Result<Built, StartError> {
             replace_duplicates: settings.lobby.on_duplicate_user == OnDuplicateUser::Replace,
             max_sessions_per_user: settings.security.max_sessions_per_user,
             max_media_sections: settings.session.max_media_sections,
+            renegotiate_debounce: Duration::from_millis(settings.lobby.renegotiate_debounce_ms),
         },
         directory: Arc::clone(&directory),
         metrics: metrics.control.clone(),

@@ -18,7 +18,7 @@ use crate::media::{
     EgressTrack, IngressAnswer, IngressSection, MediaError, PublishedMedia, WorkerCmd,
 };
 use crate::registry::{ControlPlane, LobbyRegistry, LobbyStopped};
-use crate::session::{EndReason, EndSession, Session};
+use crate::session::{EndReason, EndSession, RelayMute, Session, UpdateEgress};
 use crate::snapshot::{LobbySnapshot, MediaKind, ParticipantSnapshot, Purpose, TrackInfo};
 use crate::track::{EndTrack, SetMute, Track};
 
@@ -55,6 +55,8 @@ pub struct Lobby {
     closing: bool,
     /// The media worker every peer of this lobby lives on.
     home: usize,
+    /// A debounced push of the track set to every session is scheduled.
+    renegotiation_scheduled: bool,
 }
 
 impl Lobby {
@@ -76,6 +78,7 @@ impl Lobby {
             tracks: HashMap::new(),
             closing: false,
             home,
+            renegotiation_scheduled: false,
         }
     }
 
@@ -91,6 +94,9 @@ impl Lobby {
             .release_user_slot(&member.record.identity);
         for track in &member.tracks {
             self.end_track(track);
+        }
+        if !member.tracks.is_empty() {
+            self.track_set_changed(ctx);
         }
         // The media side may be absent (no workers) or already gone: either
         // way there is nothing left to close.
@@ -250,6 +256,7 @@ impl Lobby {
             participant_id,
             ctx.address(),
             Arc::clone(&self.plane),
+            self.home,
         )
         .start();
         let record = Arc::new(SessionRecord {
@@ -333,8 +340,10 @@ pub struct PublishTrack {
 
 impl Handler<PublishTrack> for Lobby {
     type Result = Result<TrackId, PublishError>;
-    fn handle(&mut self, msg: PublishTrack, _ctx: &mut Context<Self>) -> Self::Result {
-        self.publish_track(msg)
+    fn handle(&mut self, msg: PublishTrack, ctx: &mut Context<Self>) -> Self::Result {
+        let track = self.publish_track(msg)?;
+        self.track_set_changed(ctx);
+        Ok(track)
     }
 }
 
@@ -395,8 +404,12 @@ pub struct UnpublishTrack {
 
 impl Handler<UnpublishTrack> for Lobby {
     type Result = bool;
-    fn handle(&mut self, msg: UnpublishTrack, _ctx: &mut Context<Self>) -> bool {
-        self.unpublish(&msg.session, &msg.ingress_mid)
+    fn handle(&mut self, msg: UnpublishTrack, ctx: &mut Context<Self>) -> bool {
+        let removed = self.unpublish(&msg.session, &msg.ingress_mid);
+        if removed {
+            self.track_set_changed(ctx);
+        }
+        removed
     }
 }
 
@@ -436,6 +449,17 @@ impl Handler<SetTrackMute> for Lobby {
         };
         entry.info.mute = msg.mute;
         entry.addr.do_send(SetMute { mute: msg.mute });
+        // Rule 8: relayed by egress mid to sessions whose answered WHEP
+        // carries the track (the worker knows which do); later offers carry
+        // the state in their i= lines.
+        for (id, member) in &self.members {
+            if *id != msg.session {
+                member.record.session.do_send(RelayMute {
+                    track,
+                    mute: msg.mute,
+                });
+            }
+        }
         true
     }
 }
@@ -556,6 +580,9 @@ impl Handler<OpenIngress> for Lobby {
                 for media in &answer.media {
                     act.publish(&session, media, &msg.sections);
                 }
+                if !answer.media.is_empty() {
+                    act.track_set_changed(ctx);
+                }
                 Ok(answer)
             }),
         )
@@ -631,13 +658,16 @@ impl Handler<ApplyClientOffer> for Lobby {
                     .await
             }
             .into_actor(self)
-            .map(move |result, act, _ctx| {
+            .map(move |result, act, ctx| {
                 let Ok(change) = result else { return false };
                 for mid in &change.removed {
                     act.unpublish(&session, mid);
                 }
                 for added in &change.added {
                     act.publish(&session, added, &msg.sections);
+                }
+                if !change.added.is_empty() || !change.removed.is_empty() {
+                    act.track_set_changed(ctx);
                 }
                 true
             }),
@@ -751,5 +781,26 @@ impl Handler<CloseWhep> for Lobby {
                 session: msg.session,
             },
         );
+    }
+}
+
+impl Lobby {
+    /// The track set changed: after the debounce, tell every session what
+    /// it should receive (rule 3: a burst of changes makes one offer).
+    fn track_set_changed(&mut self, ctx: &mut Context<Self>) {
+        if self.renegotiation_scheduled {
+            return;
+        }
+        self.renegotiation_scheduled = true;
+        ctx.run_later(self.plane.policy.renegotiate_debounce, |act, _ctx| {
+            act.renegotiation_scheduled = false;
+            for id in &act.order {
+                if let Some(member) = act.members.get(id) {
+                    member.record.session.do_send(UpdateEgress {
+                        tracks: act.egress_tracks_for(id),
+                    });
+                }
+            }
+        });
     }
 }

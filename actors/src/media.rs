@@ -33,6 +33,9 @@ pub enum MediaError {
     /// An answer arrived but no offer is pending.
     #[error("no offer is pending")]
     NoPendingOffer,
+    /// An offer is already outstanding on this connection.
+    #[error("an offer is outstanding")]
+    OfferOutstanding,
 }
 
 /// What the control plane knows of one offered media section (from its
@@ -161,6 +164,42 @@ pub enum WorkerCmd {
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    /// Bring the session's WHEP peer to `tracks` with a server offer sent on
+    /// its signal channel (type 1, `data.whep`); reply with the encoded
+    /// message for byte-identical re-sends, or `None` when nothing changed.
+    RenegotiateEgress {
+        /// The subscribing session.
+        session: SessionId,
+        /// Every track the session should receive now.
+        tracks: Vec<EgressTrack>,
+        /// Message id of the offer.
+        id: u64,
+        /// Offer number.
+        number: u64,
+        /// The WHEP resource id for `data.whep`.
+        whep: String,
+        /// The encoded offer message, `None` when nothing changed, or why not.
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, MediaError>>,
+    },
+    /// Write an already encoded message on the session's signal channel.
+    SendSignal {
+        /// The session.
+        session: SessionId,
+        /// The message bytes.
+        message: Vec<u8>,
+    },
+    /// Tell a subscriber a track it receives changed its mute state (type 3
+    /// by egress mid), when its answered WHEP carries that track.
+    RelayMute {
+        /// The subscribing session.
+        session: SessionId,
+        /// The track.
+        track: TrackId,
+        /// New state.
+        mute: bool,
+        /// Message id.
+        id: u64,
+    },
     /// Close the session's WHEP peer only.
     CloseEgress {
         /// The subscribing session.
@@ -198,6 +237,13 @@ pub enum MediaEvent {
     },
     /// The signal channel is open.
     SignalOpen,
+    /// An answer (type 2) to a server offer arrived on the signal channel.
+    EgressAnswer {
+        /// The answered offer's number.
+        number: u64,
+        /// The SDP answer.
+        sdp: String,
+    },
     /// The session's WHEP peer is gone; the worker already closed it.
     EgressLost {
         /// Why.

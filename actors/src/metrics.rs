@@ -1,6 +1,8 @@
 //! Control-plane metrics: lobbies, sessions and tracks.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Gauges and counters the actors keep up to date.
 #[derive(Debug, Clone)]
@@ -23,6 +25,14 @@ pub struct ControlMetrics {
     pub signal_ignored: IntCounterVec,
     /// Tracks refused because the lobby had `lobby.max_tracks`.
     pub tracks_refused: IntCounter,
+    /// Server offers sent on signal channels (renegotiations).
+    pub renegotiations: IntCounter,
+    /// Time to build and send one renegotiation offer.
+    pub renegotiation_seconds: Histogram,
+    /// Unanswered offers re-sent.
+    pub offers_resent: IntCounter,
+    /// WHEP connections closed because an offer was never answered.
+    pub offers_abandoned: IntCounter,
 }
 
 impl ControlMetrics {
@@ -62,7 +72,32 @@ impl ControlMetrics {
                 "vestibule_tracks_refused_total",
                 "Tracks not published because the lobby was full",
             )?,
+            renegotiations: IntCounter::new(
+                "vestibule_renegotiations_total",
+                "Server offers sent on signal channels",
+            )?,
+            renegotiation_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vestibule_renegotiation_seconds",
+                    "Time to build and send one renegotiation offer",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ]),
+            )?,
+            offers_resent: IntCounter::new(
+                "vestibule_offers_resent_total",
+                "Unanswered server offers re-sent",
+            )?,
+            offers_abandoned: IntCounter::new(
+                "vestibule_offers_abandoned_total",
+                "WHEP connections closed because an offer was never answered",
+            )?,
         };
+        registry.register(Box::new(metrics.renegotiations.clone()))?;
+        registry.register(Box::new(metrics.renegotiation_seconds.clone()))?;
+        registry.register(Box::new(metrics.offers_resent.clone()))?;
+        registry.register(Box::new(metrics.offers_abandoned.clone()))?;
         registry.register(Box::new(metrics.sessions_connected.clone()))?;
         registry.register(Box::new(metrics.signal_ignored.clone()))?;
         registry.register(Box::new(metrics.tracks_refused.clone()))?;

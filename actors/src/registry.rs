@@ -31,6 +31,8 @@ pub struct LobbyPolicy {
     pub max_sessions_per_user: usize,
     /// `session.max_media_sections` (also bounds client offers).
     pub max_media_sections: usize,
+    /// `lobby.renegotiate_debounce_ms`: track changes within it make one offer.
+    pub renegotiate_debounce: std::time::Duration,
 }
 
 impl Default for LobbyPolicy {
@@ -41,6 +43,7 @@ impl Default for LobbyPolicy {
             replace_duplicates: true,
             max_sessions_per_user: 4,
             max_media_sections: 4,
+            renegotiate_debounce: std::time::Duration::from_millis(150),
         }
     }
 }

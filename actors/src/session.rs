@@ -13,11 +13,11 @@ use actix::{
 };
 use tracing::{debug, info_span};
 
-use crate::ids::{ParticipantId, SessionId, WhepId};
+use crate::ids::{ParticipantId, SessionId, TrackId, WhepId};
 use crate::lobby::{
     AnswerWhep, ApplyClientOffer, CloseWhep, LeaveLobby, Lobby, OpenWhep, SessionLeft, SetTrackMute,
 };
-use crate::media::{MediaError, MediaEvent, PeerLoss};
+use crate::media::{EgressTrack, MediaError, MediaEvent, PeerLoss, WorkerCmd};
 use crate::registry::ControlPlane;
 
 /// Client offers accepted per [`CLIENT_OFFER_WINDOW`].
@@ -90,16 +90,50 @@ pub struct Session {
     whep: Option<Whep>,
     /// Number of the next server offer; never reset while the session lives.
     next_offer_number: u64,
+    /// Id of the next message this server originates on the signal channel.
+    next_message_id: u64,
+    /// The lobby's media worker.
+    home: usize,
     span: tracing::Span,
 }
 
-/// The session's WHEP connection.
+/// The session's WHEP connection and its renegotiation state (API.md
+/// "Signal channel" rules 2-4).
 #[derive(Debug)]
 struct Whep {
     id: WhepId,
     /// Number of the outstanding server offer.
     pending: Option<u64>,
+    /// The outstanding offer's encoded message, re-sent byte-identical.
+    pending_message: Option<Vec<u8>>,
+    /// Re-sends of the outstanding offer so far.
+    resends: u32,
+    /// A renegotiation request is with the worker.
+    building: bool,
+    /// The lobby's latest wish for this session's tracks.
+    desired: Option<Vec<EgressTrack>>,
+    /// `desired` changed since the last offer was built.
+    dirty: bool,
 }
+
+impl Whep {
+    fn new(id: WhepId, pending: Option<u64>) -> Self {
+        Self {
+            id,
+            pending,
+            pending_message: None,
+            resends: 0,
+            building: false,
+            desired: None,
+            dirty: false,
+        }
+    }
+}
+
+/// An unanswered offer is re-sent after this long (rule 4).
+const OFFER_RESEND: Duration = Duration::from_secs(5);
+/// Re-sends before the WHEP connection is closed (rule 4).
+const OFFER_MAX_RESENDS: u32 = 3;
 
 impl Session {
     /// A session of `lobby`.
@@ -108,6 +142,7 @@ impl Session {
         participant_id: ParticipantId,
         lobby: Addr<Lobby>,
         plane: Arc<ControlPlane>,
+        home: usize,
     ) -> Self {
         // The public participant id names the span: the secret session id
         // must never reach a log line.
@@ -124,6 +159,8 @@ impl Session {
             client_offers: VecDeque::new(),
             whep: None,
             next_offer_number: 1,
+            next_message_id: 1,
+            home,
             span,
         }
     }
@@ -254,6 +291,18 @@ impl Handler<MediaEvent> for Session {
                 });
             }
             MediaEvent::SignalOpen => self.signal_open = true,
+            MediaEvent::EgressAnswer { number, sdp } => {
+                let Some(whep) = self.whep.as_ref() else {
+                    self.ignore("answer_without_whep");
+                    return Box::pin(actix::fut::ready(()));
+                };
+                if whep.pending != Some(number) {
+                    // Rule 2: an answer whose number is not the outstanding one is ignored.
+                    self.ignore("stale_answer");
+                    return Box::pin(actix::fut::ready(()));
+                }
+                return self.apply_answer(number, sdp);
+            }
             MediaEvent::EgressLost { reason } => {
                 debug!(?reason, "whep peer lost");
                 self.whep = None;
@@ -370,10 +419,7 @@ impl Handler<StartWhep> for Session {
                 let number = act.next_offer_number;
                 act.next_offer_number += 1;
                 let id = WhepId::random();
-                act.whep = Some(Whep {
-                    id,
-                    pending: Some(number),
-                });
+                act.whep = Some(Whep::new(id, Some(number)));
                 Ok(WhepOffer {
                     whep_id: id,
                     sdp,
@@ -427,13 +473,9 @@ impl Handler<FinishWhep> for Session {
                     .map_err(|_| MediaError::WorkerGone)?
             }
             .into_actor(self)
-            .map(move |result, act, _ctx| {
+            .map(move |result, act, ctx| {
                 result?;
-                if let Some(w) = act.whep.as_mut()
-                    && w.pending == Some(number)
-                {
-                    w.pending = None;
-                }
+                act.offer_answered(number, ctx);
                 Ok(())
             }),
         )
@@ -460,5 +502,190 @@ impl Handler<EndWhep> for Session {
             session: self.session_id,
         });
         Ok(())
+    }
+}
+
+impl Session {
+    /// Applies the answer to the outstanding offer `number` (from the signal channel).
+    fn apply_answer(&self, number: u64, sdp: String) -> ResponseActFuture<Self, ()> {
+        let lobby = self.lobby.clone();
+        let session = self.session_id;
+        Box::pin(
+            async move { lobby.send(AnswerWhep { session, sdp }).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(Ok(())) => act.offer_answered(number, ctx),
+                    _ => act.ignore("answer_rejected"),
+                }),
+        )
+    }
+
+    /// The outstanding offer was answered: clear it and send what changed meanwhile.
+    fn offer_answered(&mut self, number: u64, ctx: &mut Context<Self>) {
+        let Some(whep) = self.whep.as_mut() else {
+            return;
+        };
+        if whep.pending != Some(number) {
+            return;
+        }
+        whep.pending = None;
+        whep.pending_message = None;
+        whep.resends = 0;
+        if whep.dirty {
+            self.renegotiate(ctx);
+        }
+    }
+
+    /// Builds and sends the next server offer when one is due and allowed
+    /// (rules 3 and 7: one outstanding offer, only with an open signal channel).
+    fn renegotiate(&mut self, ctx: &mut Context<Self>) {
+        if !self.signal_open {
+            return;
+        }
+        let Some(whep) = self.whep.as_mut() else {
+            return;
+        };
+        if whep.pending.is_some() || whep.building {
+            whep.dirty = true;
+            return;
+        }
+        let Some(tracks) = whep.desired.clone() else {
+            return;
+        };
+        whep.dirty = false;
+        whep.building = true;
+        let (id, number) = (self.next_message_id, self.next_offer_number);
+        let media = self.plane.media.clone();
+        let (home, session, whep_id) = (self.home, self.session_id, whep.id.reveal());
+        let started = Instant::now();
+        ctx.spawn(
+            async move {
+                media
+                    .request(home, |reply| WorkerCmd::RenegotiateEgress {
+                        session,
+                        tracks,
+                        id,
+                        number,
+                        whep: whep_id,
+                        reply,
+                    })
+                    .await
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let Some(whep) = act.whep.as_mut() else {
+                    return;
+                };
+                whep.building = false;
+                match result {
+                    Ok(Some(message)) => {
+                        act.next_message_id += 1;
+                        act.next_offer_number += 1;
+                        whep.pending = Some(number);
+                        whep.pending_message = Some(message);
+                        whep.resends = 0;
+                        act.plane.metrics.renegotiations.inc();
+                        act.plane
+                            .metrics
+                            .renegotiation_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                        act.schedule_resend(number, ctx);
+                    }
+                    Ok(None) => {
+                        if whep.dirty {
+                            act.renegotiate(ctx);
+                        }
+                    }
+                    Err(e) => {
+                        debug!(cause = %e, "renegotiation failed");
+                        act.ignore("renegotiation_failed");
+                    }
+                }
+            }),
+        );
+    }
+
+    /// Rule 4: re-send an unanswered offer byte-identical after 5 s, at most
+    /// 3 times, then close the WHEP connection.
+    fn schedule_resend(&self, number: u64, ctx: &mut Context<Self>) {
+        ctx.run_later(OFFER_RESEND, move |act, ctx| {
+            let Some(whep) = act.whep.as_mut() else {
+                return;
+            };
+            if whep.pending != Some(number) {
+                return;
+            }
+            if whep.resends >= OFFER_MAX_RESENDS {
+                debug!(number, "offer never answered; closing the whep connection");
+                act.plane.metrics.offers_abandoned.inc();
+                act.whep = None;
+                act.lobby.do_send(CloseWhep {
+                    session: act.session_id,
+                });
+                return;
+            }
+            whep.resends += 1;
+            if let Some(message) = whep.pending_message.clone() {
+                act.plane.metrics.offers_resent.inc();
+                let _ = act.plane.media.send(
+                    act.home,
+                    WorkerCmd::SendSignal {
+                        session: act.session_id,
+                        message,
+                    },
+                );
+            }
+            act.schedule_resend(number, ctx);
+        });
+    }
+}
+
+/// The lobby's current wish for the tracks this session receives.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateEgress {
+    /// Every track the session should receive.
+    pub tracks: Vec<EgressTrack>,
+}
+
+impl Handler<UpdateEgress> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateEgress, ctx: &mut Context<Self>) {
+        let Some(whep) = self.whep.as_mut() else {
+            return;
+        };
+        whep.desired = Some(msg.tracks);
+        whep.dirty = true;
+        self.renegotiate(ctx);
+    }
+}
+
+/// A track this session may receive changed its mute state.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RelayMute {
+    /// The track.
+    pub track: TrackId,
+    /// New state.
+    pub mute: bool,
+}
+
+impl Handler<RelayMute> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: RelayMute, _ctx: &mut Context<Self>) {
+        if self.whep.is_none() || !self.signal_open {
+            return;
+        }
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        let _ = self.plane.media.send(
+            self.home,
+            WorkerCmd::RelayMute {
+                session: self.session_id,
+                track: msg.track,
+                mute: msg.mute,
+                id,
+            },
+        );
     }
 }

@@ -44,8 +44,12 @@ pub struct Subscriber {
     /// What arrived.
     pub state: Arc<SubscriberState>,
     stop: Arc<AtomicBool>,
+    offers: std::sync::mpsc::Sender<OfferRequest>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// A server offer to answer on the media thread.
+type OfferRequest = (String, std::sync::mpsc::Sender<Result<String, String>>);
 
 impl Subscriber {
     /// POSTs to `{base}{endpoint}` (a `/whep` URL) with `token`, answers by
@@ -110,11 +114,22 @@ impl Subscriber {
         let state = Arc::new(SubscriberState::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
+        let (offers, offers_rx) = std::sync::mpsc::channel::<OfferRequest>();
         let thread = std::thread::Builder::new()
             .name("whep-client".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 2000];
                 while !sp.load(Ordering::Acquire) {
+                    while let Ok((offer, reply)) = offers_rx.try_recv() {
+                        let answer = crate::media::sdp_meta::prepare_offer(&offer)
+                            .map_err(|e| e.to_string())
+                            .and_then(|p| {
+                                SdpOffer::from_sdp_string(&p.sdp).map_err(|e| e.to_string())
+                            })
+                            .and_then(|o| rtc.sdp_api().accept_offer(o).map_err(|e| e.to_string()))
+                            .map(|a| a.to_sdp_string());
+                        let _ = reply.send(answer);
+                    }
                     let timeout = loop {
                         match rtc.poll_output() {
                             Ok(Output::Timeout(t)) => break Some(t),
@@ -173,8 +188,21 @@ impl Subscriber {
             number,
             state,
             stop,
+            offers,
             thread: Some(thread),
         })
+    }
+
+    /// Answers a server offer (from the signal channel) on this connection.
+    pub async fn answer(&self, offer: &str) -> Result<String, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.offers
+            .send((offer.to_string(), tx))
+            .map_err(|_| "media thread gone".to_string())?;
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "no answer".to_string())?
     }
 
     /// Waits until ICE + DTLS are up.

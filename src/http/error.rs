@@ -245,6 +245,10 @@ impl From<MediaError> for ApiError {
                 detail: "no offer is pending",
                 retry_after: None,
             },
+            MediaError::OfferOutstanding => ApiError::Conflict {
+                detail: "an offer is outstanding",
+                retry_after: Some(1),
+            },
         }
     }
 }

@@ -19,7 +19,7 @@ use super::ingress::Ingress;
 use super::peer::{Peer, PeerOwner, Role};
 use super::rtc_config::{build_rtc, new_credentials};
 use super::sdp_meta;
-use super::signal::SignalMessage;
+use super::signal::{self, SignalMessage};
 use super::slab::PeerKey;
 use super::worker::Worker;
 
@@ -64,6 +64,44 @@ impl Worker {
             WorkerCmd::RequestKeyframe { session, mid } => {
                 if let Some(&key) = self.ingress_of.get(&session) {
                     self.request_keyframe(key, Mid::from(mid.as_str()), now);
+                }
+            }
+            WorkerCmd::RenegotiateEgress {
+                session,
+                tracks,
+                id,
+                number,
+                whep,
+                reply,
+            } => {
+                let result = self.renegotiate_egress(session, tracks, id, number, whep, now);
+                let _ = reply.send(result);
+            }
+            WorkerCmd::SendSignal { session, message } => self.send_signal(session, message, now),
+            WorkerCmd::RelayMute {
+                session,
+                track,
+                mute,
+                id,
+            } => {
+                let mid = self
+                    .egress_of
+                    .get(&session)
+                    .and_then(|&k| self.peers.get_mut(k))
+                    .and_then(|p| p.egress_mut())
+                    .and_then(|e| {
+                        e.outs
+                            .iter()
+                            .find(|o| o.open && !o.stopped && o.track.track == track)
+                    })
+                    .map(|o| o.mid.to_string());
+                if let Some(mid) = mid {
+                    self.metrics.family.signal_message("out", "mute");
+                    self.send_signal(
+                        session,
+                        signal::encode(&SignalMessage::Mute { id, mid, mute }),
+                        now,
+                    );
                 }
             }
             WorkerCmd::CloseEgress { session } => {
@@ -248,6 +286,80 @@ impl Worker {
         }
         self.after_drive(key, now);
         Ok(())
+    }
+
+    /// Writes a message on the session's signal channel (its WHIP peer).
+    fn send_signal(&mut self, session: SessionId, message: Vec<u8>, now: Instant) {
+        let Some(&key) = self.ingress_of.get(&session) else {
+            return;
+        };
+        self.drive(key, now, |peer, d| {
+            if let Some(ingress) = peer.ingress_mut() {
+                ingress.queue_raw(message);
+                peer.drain(d);
+            }
+        });
+        self.after_drive(key, now);
+    }
+
+    fn renegotiate_egress(
+        &mut self,
+        session: SessionId,
+        tracks: Vec<EgressTrack>,
+        id: u64,
+        number: u64,
+        whep: String,
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, MediaError> {
+        let key = *self.egress_of.get(&session).ok_or(MediaError::NoPeer)?;
+        let tracks = tracks
+            .into_iter()
+            .filter(|t| self.ingress_of.contains_key(&t.publisher))
+            .collect();
+        let offer = self
+            .drive(key, now, |peer, d| {
+                let Role::Egress(egress) = &mut peer.role else {
+                    return Err(MediaError::NoPeer);
+                };
+                let offer = egress.renegotiate(&mut peer.rtc, tracks)?;
+                peer.drain(d);
+                Ok(offer)
+            })
+            .unwrap_or(Err(MediaError::NoPeer))?;
+        // Stopped outs take no more packets.
+        self.prune_routes(key);
+        self.after_drive(key, now);
+        let Some(sdp) = offer else { return Ok(None) };
+        let message = signal::encode(&SignalMessage::Offer {
+            id,
+            number,
+            sdp,
+            whep: Some(whep),
+        });
+        self.metrics.family.signal_message("out", "offer");
+        self.send_signal(session, message.clone(), now);
+        Ok(Some(message))
+    }
+
+    /// Drops routes to a subscriber's stopped outs.
+    fn prune_routes(&mut self, subscriber: PeerKey) {
+        let Some(egress) = self.peers.get_mut(subscriber).and_then(|p| p.egress_mut()) else {
+            return;
+        };
+        let stopped: Vec<usize> = egress
+            .outs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.stopped)
+            .map(|(i, _)| i)
+            .collect();
+        if stopped.is_empty() {
+            return;
+        }
+        self.routes.retain(|_, subs| {
+            subs.retain(|(sub, out)| *sub != subscriber || !stopped.contains(out));
+            !subs.is_empty()
+        });
     }
 
     /// Asks a publisher for a keyframe on one of its sections.

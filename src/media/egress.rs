@@ -35,6 +35,26 @@ pub struct OutTrack {
     pub waiting_keyframe: bool,
     /// When the m-line opened (time to first keyframe).
     pub opened_at: Option<Instant>,
+    /// Stopped by a renegotiation: nothing is forwarded to it again. Outs
+    /// are never removed, so route indexes stay valid.
+    pub stopped: bool,
+}
+
+impl OutTrack {
+    fn new(track: EgressTrack, mid: Mid) -> Self {
+        Self {
+            source_mid: Mid::from(track.mid.as_str()),
+            waiting_keyframe: track.kind == MediaKind::Video,
+            track,
+            mid,
+            open: false,
+            tx_ssrc: None,
+            pt_map: PtMap::default(),
+            seq: SeqRebase::default(),
+            opened_at: None,
+            stopped: false,
+        }
+    }
 }
 
 /// A WHEP peer's extra state.
@@ -44,6 +64,8 @@ pub struct Egress {
     pub outs: Vec<OutTrack>,
     /// The offer awaiting the subscriber's answer.
     pending: Option<SdpPendingOffer>,
+    /// Inactive m-lines of an empty lobby, reused for the first tracks.
+    placeholders: Vec<(Mid, MediaKind)>,
 }
 
 fn str0m_kind(kind: MediaKind) -> StrMediaKind {
@@ -60,6 +82,7 @@ impl Egress {
     pub fn offer(rtc: &mut Rtc, tracks: Vec<EgressTrack>) -> Result<(Egress, String), MediaError> {
         let mut change = rtc.sdp_api();
         let mut outs = Vec::new();
+        let mut placeholders = Vec::new();
         for track in tracks {
             let mid = change.add_media(
                 str0m_kind(track.kind),
@@ -68,21 +91,13 @@ impl Egress {
                 Some(track.track.to_string()),
                 None,
             );
-            outs.push(OutTrack {
-                source_mid: Mid::from(track.mid.as_str()),
-                waiting_keyframe: track.kind == MediaKind::Video,
-                track,
-                mid,
-                open: false,
-                tx_ssrc: None,
-                pt_map: PtMap::default(),
-                seq: SeqRebase::default(),
-                opened_at: None,
-            });
+            outs.push(OutTrack::new(track, mid));
         }
         if outs.is_empty() {
-            change.add_media(StrMediaKind::Audio, Direction::Inactive, None, None, None);
-            change.add_media(StrMediaKind::Video, Direction::Inactive, None, None, None);
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let mid = change.add_media(str0m_kind(kind), Direction::Inactive, None, None, None);
+                placeholders.push((mid, kind));
+            }
         }
         let (offer, pending) = change
             .apply()
@@ -90,9 +105,75 @@ impl Egress {
         let egress = Egress {
             outs,
             pending: Some(pending),
+            placeholders,
         };
         let sdp = egress.annotate(&offer.to_sdp_string());
         Ok((egress, sdp))
+    }
+
+    /// Builds the next server offer that brings the m-lines to `desired`:
+    /// new tracks reuse an inactive placeholder of their kind or get a new
+    /// send-only m-line, gone tracks are stopped, labels follow mute and
+    /// purpose. `None` when nothing changed.
+    pub fn renegotiate(
+        &mut self,
+        rtc: &mut Rtc,
+        desired: Vec<EgressTrack>,
+    ) -> Result<Option<String>, MediaError> {
+        if self.pending.is_some() {
+            return Err(MediaError::OfferOutstanding);
+        }
+        let mut change = rtc.sdp_api();
+        let mut relabelled = false;
+        for out in self.outs.iter_mut().filter(|o| !o.stopped) {
+            match desired.iter().find(|t| t.track == out.track.track) {
+                Some(now) => {
+                    relabelled |= now.mute != out.track.mute || now.purpose != out.track.purpose;
+                    out.track.mute = now.mute;
+                    out.track.purpose = now.purpose;
+                }
+                None => {
+                    change.stop_media(out.mid);
+                    out.stopped = true;
+                    out.open = false;
+                }
+            }
+        }
+        for track in desired {
+            if self
+                .outs
+                .iter()
+                .any(|o| !o.stopped && o.track.track == track.track)
+            {
+                continue;
+            }
+            let mid = match self.placeholders.iter().position(|(_, k)| *k == track.kind) {
+                Some(i) => {
+                    let (mid, _) = self.placeholders.remove(i);
+                    change.set_direction(mid, Direction::SendOnly);
+                    mid
+                }
+                None => change.add_media(
+                    str0m_kind(track.kind),
+                    Direction::SendOnly,
+                    Some(track.participant.to_string()),
+                    Some(track.track.to_string()),
+                    None,
+                ),
+            };
+            self.outs.push(OutTrack::new(track, mid));
+        }
+        if !change.has_changes() && !relabelled {
+            return Ok(None);
+        }
+        // A label-only change still needs an offer (the i= mute field);
+        // str0m has nothing to change then, so no pending offer exists and
+        // the answer is accepted without one.
+        let Some((offer, pending)) = change.apply() else {
+            return Ok(None);
+        };
+        self.pending = Some(pending);
+        Ok(Some(self.annotate(&offer.to_sdp_string())))
     }
 
     /// Adds the `i=` line of API.md "Track metadata" to every m-line we
@@ -101,11 +182,13 @@ impl Egress {
         let labelled = sdp_meta::annotate_egress(sdp, |mid| {
             self.outs
                 .iter()
+                .filter(|o| !o.stopped)
                 .find(|o| o.mid.to_string() == mid)
                 .map(|o| EgressLabel {
                     purpose: o.track.purpose,
                     mute: o.track.mute,
                     user_id: o.track.user_id.clone(),
+                    msid: Some(format!("{} {}", o.track.participant, o.track.track)),
                 })
         });
         sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&labelled))
@@ -127,7 +210,7 @@ impl Egress {
             .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
         let mut opened = Vec::new();
         for (i, out) in self.outs.iter_mut().enumerate() {
-            if out.open {
+            if out.open || out.stopped {
                 continue;
             }
             // A subscriber that rejected the m-line (port 0) has no stream for it.
@@ -146,9 +229,14 @@ impl Egress {
         Ok(opened)
     }
 
-    /// The out carrying `mid` on this connection.
+    /// The live out carrying `mid` on this connection.
     pub fn out_by_mid(&self, mid: Mid) -> Option<usize> {
-        self.outs.iter().position(|o| o.mid == mid)
+        self.outs.iter().position(|o| o.mid == mid && !o.stopped)
+    }
+
+    /// Whether an offer awaits an answer.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// The sources this peer subscribes to: (publisher session, ingress mid, out index).

@@ -92,6 +92,16 @@ impl Ingress {
         self.outbox.push(signal::encode(message));
     }
 
+    /// Queues an already encoded message (byte-identical re-sends).
+    pub fn queue_raw(&mut self, message: Vec<u8>) {
+        self.outbox.push(message);
+    }
+
+    /// Whether a signal channel is chosen (offers can be delivered).
+    pub fn signal_ready(&self) -> bool {
+        matches!(self.signal, SignalState::Chosen(_))
+    }
+
     /// Writes queued signal messages (a mutation: drain afterwards).
     pub fn flush_outbox(&mut self, rtc: &mut Rtc, metrics: &BoundMetrics) {
         let SignalState::Chosen(id) = self.signal else {
@@ -248,10 +258,11 @@ impl Ingress {
                     Err(_) => metrics.family.signal_dropped("bad_offer"),
                 }
             }
-            SignalMessage::Answer { .. } => {
-                // Answers to server offers for the WHEP connection arrive with
-                // renegotiation; until then an answer answers nothing.
-                metrics.family.signal_dropped("unexpected_answer");
+            SignalMessage::Answer { number, sdp, .. } => {
+                // An answer to a server offer for this session's WHEP
+                // connection; the session checks the number.
+                metrics.family.signal_message("in", "answer");
+                events.do_send(MediaEvent::EgressAnswer { number, sdp });
             }
         }
         None

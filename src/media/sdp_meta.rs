@@ -245,6 +245,9 @@ pub struct EgressLabel {
     pub mute: bool,
     /// The publisher's authenticated userId.
     pub user_id: String,
+    /// `<stream id> <track id>` for the section's `a=msid:` line, replacing
+    /// what str0m wrote (a reused m-line keeps its first msid otherwise).
+    pub msid: Option<String>,
 }
 
 impl EgressLabel {
@@ -319,10 +322,33 @@ fn flush_section(
     }
     label.write_info_line(out);
     out.push_str(if eol.is_empty() { "\r\n" } else { eol });
+    let mut msid_written = false;
     for line in rest {
-        if !content(line).starts_with("i=") {
-            out.push_str(line);
+        let text = content(line);
+        if text.starts_with("i=") {
+            continue;
         }
+        if let Some(msid) = &label.msid
+            && text.starts_with("a=msid:")
+        {
+            if !msid_written {
+                out.push_str("a=msid:");
+                out.push_str(msid);
+                out.push_str(if line_ending(line).is_empty() {
+                    "\r\n"
+                } else {
+                    line_ending(line)
+                });
+                msid_written = true;
+            }
+            continue;
+        }
+        out.push_str(line);
+    }
+    if let Some(msid) = label.msid.as_ref().filter(|_| !msid_written) {
+        out.push_str("a=msid:");
+        out.push_str(msid);
+        out.push_str("\r\n");
     }
 }
 
@@ -790,6 +816,7 @@ mod tests {
                 purpose: Purpose::Guest,
                 mute: false,
                 user_id: "u".into(),
+                msid: None,
             })
         };
         let annotated = annotate_egress(&prepared.sdp, label);
@@ -861,6 +888,7 @@ mod tests {
                     purpose: Purpose::Main,
                     mute: true,
                     user_id: mid.to_owned(),
+                    msid: None,
                 })
             };
             let _ = annotate_egress(&s, label);
@@ -879,6 +907,7 @@ mod tests {
             purpose,
             mute,
             user_id: user_id.to_owned(),
+            msid: None,
         })
     }
 
