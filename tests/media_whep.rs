@@ -281,3 +281,176 @@ async fn server_offer_whep_waits_for_the_signal_channel() {
     )
     .await;
 }
+
+/// A receive-only client offer from a str0m peer bound to `socket`.
+fn recvonly_offer(
+    socket: &std::net::UdpSocket,
+    pcmu_only: bool,
+) -> (str0m::Rtc, str0m::change::SdpPendingOffer, String) {
+    use str0m::media::{Direction, MediaKind};
+    let config = str0m::RtcConfig::new().set_rtp_mode(true).clear_codecs();
+    let config = if pcmu_only {
+        config.enable_pcmu(true, false)
+    } else {
+        config.enable_opus(true, false).enable_vp8(true)
+    };
+    let mut rtc = config.build(std::time::Instant::now());
+    let addr = socket.local_addr().expect("addr");
+    rtc.add_local_candidate(str0m::Candidate::host(addr, "udp").expect("candidate"));
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    if !pcmu_only {
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, pending) = change.apply().expect("offer");
+    (rtc, pending, offer.to_sdp_string())
+}
+
+/// Drives a str0m peer on `socket` for `time`; returns video RTP packets received.
+fn drive(mut rtc: str0m::Rtc, socket: std::net::UdpSocket, time: Duration) -> usize {
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Event, Input, Output};
+    let local = socket.local_addr().expect("addr");
+    let deadline = std::time::Instant::now() + time;
+    let mut buf = vec![0u8; 2000];
+    let mut video = 0;
+    while std::time::Instant::now() < deadline {
+        let timeout = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = socket.send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(Event::RtpPacket(p))) => {
+                    if p.header.payload_type == rtc_video_pt(&rtc, p.header.payload_type) {
+                        video += 1;
+                    }
+                }
+                Ok(Output::Event(_)) => {}
+                Err(_) => return video,
+            }
+        };
+        let wait = timeout
+            .saturating_duration_since(std::time::Instant::now())
+            .clamp(Duration::from_millis(1), Duration::from_millis(20));
+        let _ = socket.set_read_timeout(Some(wait));
+        let input = match socket.recv_from(&mut buf) {
+            Ok((n, src)) => match Receive::new(Protocol::Udp, src, local, &buf[..n]) {
+                Ok(r) => Input::Receive(std::time::Instant::now(), r),
+                Err(_) => continue,
+            },
+            Err(_) => Input::Timeout(std::time::Instant::now()),
+        };
+        if rtc.handle_input(input).is_err() {
+            return video;
+        }
+    }
+    video
+}
+
+/// `pt` when it is a video payload type of `rtc`, else a value that never matches.
+fn rtc_video_pt(rtc: &str0m::Rtc, pt: str0m::media::Pt) -> str0m::media::Pt {
+    let video = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .any(|p| p.pt() == pt && !p.spec().codec.is_audio());
+    if video { pt } else { 255.into() }
+}
+
+#[tokio::test]
+async fn client_offer_whep_answers_and_forwards() {
+    let server = Server::start(ServerSpec::default()).await;
+    let _a = join(&server, "dev", PublishOptions::default()).await;
+    let _b = join(&server, "bob", viewer()).await;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let (mut rtc, pending, offer) = recvonly_offer(&socket, false);
+    let r = reqwest::Client::new()
+        .post(server.url(WHEP))
+        .bearer_auth(server.token("bob"))
+        .header("Content-Type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("/space/demo/stream/demo/whep/")
+    );
+    let answer = r.text().await.expect("answer");
+    assert!(
+        answer.contains("i=1 2 dev"),
+        "answers carry i= lines: {answer}"
+    );
+    let cleaned = vestibule::media::sdp_meta::prepare_offer(&answer)
+        .expect("clean")
+        .sdp;
+    let parsed = str0m::change::SdpAnswer::from_sdp_string(&cleaned).expect("answer parses");
+    rtc.sdp_api()
+        .accept_answer(pending, parsed)
+        .expect("accepted");
+    let video = tokio::task::spawn_blocking(move || drive(rtc, socket, Duration::from_secs(2)))
+        .await
+        .expect("drive");
+    assert!(
+        video > 10,
+        "video forwarded to a client-offer subscriber: {video}"
+    );
+}
+
+#[tokio::test]
+async fn an_offer_with_no_usable_section_gets_a_406_counter_offer() {
+    let server = Server::start(ServerSpec::default()).await;
+    let _a = join(&server, "dev", PublishOptions::default()).await;
+    let _b = join(&server, "bob", viewer()).await;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let (_rtc, _pending, offer) = recvonly_offer(&socket, true);
+    let c = reqwest::Client::new();
+    let r = c
+        .post(server.url(WHEP))
+        .bearer_auth(server.token("bob"))
+        .header("Content-Type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(r.headers()["content-type"], "application/sdp");
+    let location = r.headers()["location"].to_str().expect("ascii").to_string();
+    let counter = r.text().await.expect("offer");
+    assert!(
+        counter.contains("a=sendonly") && counter.contains("i=1 2 dev"),
+        "{counter}"
+    );
+    // Answer the counter-offer with a fresh peer: PATCH -> 204.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut rtc = str0m::RtcConfig::new()
+        .set_rtp_mode(true)
+        .build(std::time::Instant::now());
+    rtc.add_local_candidate(
+        str0m::Candidate::host(socket.local_addr().expect("addr"), "udp").expect("cand"),
+    );
+    let cleaned = vestibule::media::sdp_meta::prepare_offer(&counter)
+        .expect("clean")
+        .sdp;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(str0m::change::SdpOffer::from_sdp_string(&cleaned).expect("offer"))
+        .expect("answer");
+    let r = c
+        .patch(server.url(&location))
+        .bearer_auth(server.token("bob"))
+        .header("Content-Type", "application/sdp")
+        .body(answer.to_sdp_string())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let video = tokio::task::spawn_blocking(move || drive(rtc, socket, Duration::from_secs(2)))
+        .await
+        .expect("drive");
+    assert!(video > 10, "media flows after the counter-offer: {video}");
+}

@@ -804,3 +804,41 @@ impl Lobby {
         });
     }
 }
+
+/// Creates a member's WHEP peer from its client offer (standard WHEP);
+/// `None` when no offered m-line is usable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<String>, MediaError>")]
+pub struct AcceptWhepOffer {
+    /// The subscribing session.
+    pub session: SessionId,
+    /// The client's offer.
+    pub offer: String,
+}
+
+impl Handler<AcceptWhepOffer> for Lobby {
+    type Result = ResponseFuture<Result<Option<String>, MediaError>>;
+
+    fn handle(&mut self, msg: AcceptWhepOffer, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(member) = self.members.get(&msg.session) else {
+            return Box::pin(async { Err(MediaError::NoPeer) });
+        };
+        let events = member.record.session.clone().recipient();
+        let participant = member.record.participant_id;
+        let tracks = self.egress_tracks_for(&msg.session);
+        let media = self.plane.media.clone();
+        let (home, session, offer) = (self.home, msg.session, msg.offer);
+        Box::pin(async move {
+            media
+                .request(home, |reply| WorkerCmd::AcceptEgressOffer {
+                    session,
+                    participant,
+                    offer,
+                    tracks,
+                    events,
+                    reply,
+                })
+                .await
+        })
+    }
+}

@@ -155,6 +155,24 @@ pub enum WorkerCmd {
         /// The offer SDP, or why not.
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
+    /// Create the session's WHEP peer from a client offer (standard WHEP):
+    /// lobby tracks fill the offered receive-only m-lines by kind, in order.
+    /// Replies with the answer, or `Ok(None)` when no offered m-line is
+    /// usable (the caller then makes a counter-offer).
+    AcceptEgressOffer {
+        /// The subscribing session.
+        session: SessionId,
+        /// Its public id.
+        participant: ParticipantId,
+        /// The client's offer.
+        offer: String,
+        /// Tracks to place.
+        tracks: Vec<EgressTrack>,
+        /// Where the peer's events go.
+        events: Recipient<MediaEvent>,
+        /// The answer SDP, `None` when nothing is usable, or why not.
+        reply: oneshot::Sender<Result<Option<String>, MediaError>>,
+    },
     /// Apply the client's answer to the pending server offer of the WHEP peer.
     AnswerEgress {
         /// The subscribing session.

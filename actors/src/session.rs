@@ -15,7 +15,8 @@ use tracing::{debug, info_span};
 
 use crate::ids::{ParticipantId, SessionId, TrackId, WhepId};
 use crate::lobby::{
-    AnswerWhep, ApplyClientOffer, CloseWhep, LeaveLobby, Lobby, OpenWhep, SessionLeft, SetTrackMute,
+    AcceptWhepOffer, AnswerWhep, ApplyClientOffer, CloseWhep, LeaveLobby, Lobby, OpenWhep,
+    SessionLeft, SetTrackMute,
 };
 use crate::media::{EgressTrack, MediaError, MediaEvent, PeerLoss, WorkerCmd};
 use crate::registry::ControlPlane;
@@ -114,6 +115,8 @@ struct Whep {
     desired: Option<Vec<EgressTrack>>,
     /// `desired` changed since the last offer was built.
     dirty: bool,
+    /// Created by a 406 counter-offer (its PATCH answers 204, not 201).
+    counter_offer: bool,
 }
 
 impl Whep {
@@ -126,6 +129,7 @@ impl Whep {
             building: false,
             desired: None,
             dirty: false,
+            counter_offer: false,
         }
     }
 }
@@ -377,6 +381,9 @@ pub enum WhepError {
     /// An answer arrived but no offer is pending.
     #[error("no offer is pending")]
     NoPendingOffer,
+    /// No offered m-line is usable (no common codec): counter-offer.
+    #[error("no offered media section is usable")]
+    NoUsableMedia,
     /// The media plane failed.
     #[error(transparent)]
     Media(#[from] MediaError),
@@ -397,13 +404,17 @@ pub struct WhepOffer {
 /// any previous one. The offer consumes an offer number.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<WhepOffer, WhepError>")]
-pub struct StartWhep;
+pub struct StartWhep {
+    /// The offer answers a client offer with no usable m-line (406, draft-03).
+    pub counter_offer: bool,
+}
 
 impl Handler<StartWhep> for Session {
     type Result = ResponseActFuture<Self, Result<WhepOffer, WhepError>>;
 
-    fn handle(&mut self, _msg: StartWhep, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: StartWhep, _ctx: &mut Context<Self>) -> Self::Result {
         self.whep = None;
+        let counter_offer = msg.counter_offer;
         let lobby = self.lobby.clone();
         let session = self.session_id;
         Box::pin(
@@ -414,12 +425,14 @@ impl Handler<StartWhep> for Session {
                     .map_err(|_| MediaError::WorkerGone)?
             }
             .into_actor(self)
-            .map(|result, act, _ctx| {
+            .map(move |result, act, _ctx| {
                 let sdp = result?;
                 let number = act.next_offer_number;
                 act.next_offer_number += 1;
                 let id = WhepId::random();
-                act.whep = Some(Whep::new(id, Some(number)));
+                let mut whep = Whep::new(id, Some(number));
+                whep.counter_offer = counter_offer;
+                act.whep = Some(whep);
                 Ok(WhepOffer {
                     whep_id: id,
                     sdp,
@@ -430,9 +443,10 @@ impl Handler<StartWhep> for Session {
     }
 }
 
-/// The client's answer to the pending server offer (PATCH).
+/// The client's answer to the pending server offer (PATCH). Answers
+/// whether the offer was a 406 counter-offer.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), WhepError>")]
+#[rtype(result = "Result<bool, WhepError>")]
 pub struct FinishWhep {
     /// The resource named by the request; `None` on the stream-scoped alias.
     pub whep_id: Option<WhepId>,
@@ -451,7 +465,7 @@ impl Session {
 }
 
 impl Handler<FinishWhep> for Session {
-    type Result = ResponseActFuture<Self, Result<(), WhepError>>;
+    type Result = ResponseActFuture<Self, Result<bool, WhepError>>;
 
     fn handle(&mut self, msg: FinishWhep, _ctx: &mut Context<Self>) -> Self::Result {
         if !self.whep_matches(msg.whep_id) {
@@ -475,8 +489,9 @@ impl Handler<FinishWhep> for Session {
             .into_actor(self)
             .map(move |result, act, ctx| {
                 result?;
+                let counter = act.whep.as_ref().is_some_and(|w| w.counter_offer);
                 act.offer_answered(number, ctx);
-                Ok(())
+                Ok(counter)
             }),
         )
     }
@@ -687,5 +702,42 @@ impl Handler<RelayMute> for Session {
                 id,
             },
         );
+    }
+}
+
+/// A client offer for the session's WHEP connection (standard WHEP),
+/// replacing any previous one. Answers the SDP answer and the resource id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(WhepId, String), WhepError>")]
+pub struct OfferWhep {
+    /// The client's offer.
+    pub offer: String,
+}
+
+impl Handler<OfferWhep> for Session {
+    type Result = ResponseActFuture<Self, Result<(WhepId, String), WhepError>>;
+
+    fn handle(&mut self, msg: OfferWhep, _ctx: &mut Context<Self>) -> Self::Result {
+        self.whep = None;
+        let lobby = self.lobby.clone();
+        let session = self.session_id;
+        Box::pin(
+            async move {
+                lobby
+                    .send(AcceptWhepOffer {
+                        session,
+                        offer: msg.offer,
+                    })
+                    .await
+                    .map_err(|_| MediaError::WorkerGone)?
+            }
+            .into_actor(self)
+            .map(|result, act, _ctx| {
+                let sdp = result?.ok_or(WhepError::NoUsableMedia)?;
+                let id = WhepId::random();
+                act.whep = Some(Whep::new(id, None));
+                Ok((id, sdp))
+            }),
+        )
     }
 }

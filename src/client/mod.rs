@@ -232,6 +232,7 @@ impl Publisher {
             state: Arc::clone(&state),
             control: control_rx,
             pending: None,
+            keyframe_requested: false,
             next_id: 1,
             next_number: 1,
         };
@@ -405,6 +406,8 @@ struct MediaLoop {
     state: Arc<PublisherState>,
     control: Receiver<Control>,
     pending: Option<(u64, SdpPendingOffer, Mid)>,
+    /// The server asked for a keyframe.
+    keyframe_requested: bool,
     next_id: u64,
     next_number: u64,
 }
@@ -439,7 +442,8 @@ impl MediaLoop {
             if self.state.connected.load(Ordering::Acquire) {
                 let send_us = now.duration_since(started).as_micros() as u64;
                 if now >= next_video {
-                    let keyframe = frame_no.is_multiple_of(u64::from(self.opts.gop.max(1)));
+                    let keyframe = frame_no.is_multiple_of(u64::from(self.opts.gop.max(1)))
+                        || std::mem::take(&mut self.keyframe_requested);
                     let frame =
                         synthetic::vp8_frame(keyframe, self.opts.frame_bytes, send_us, 320, 240);
                     let ts = MediaTime::new(
@@ -534,6 +538,10 @@ impl MediaLoop {
             }
             Event::ChannelClose(id) if self.channel == Some(id) => {
                 self.state.channel_open.store(false, Ordering::Release);
+            }
+            Event::KeyframeRequest(_) => {
+                // Like a real encoder: a PLI/FIR makes the next frame a keyframe.
+                self.keyframe_requested = true;
             }
             Event::ChannelData(data) => {
                 if let Ok(SignalMessage::Answer { number, sdp, .. }) =

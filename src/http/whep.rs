@@ -1,6 +1,7 @@
 //! WHEP: the egress half of a lobby session (API.md "Lobby endpoints").
-//! Server-offer mode (the seed's flow) is served; client-offer mode, plain
-//! viewers and trickle answer 501 until they are built.
+//! Server-offer mode (the seed's flow) and client-offer mode (standard
+//! WHEP, with the draft-03 406 counter-offer) for sessions of the lobby;
+//! plain viewers and trickle answer 501 until they are built.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,11 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use vestibule_actors::StreamKey;
 use vestibule_actors::ids::WhepId;
-use vestibule_actors::session::{EndWhep, FinishWhep, GetSessionStatus, StartWhep, WhepError};
+use vestibule_actors::session::{
+    EndWhep, FinishWhep, GetSessionStatus, OfferWhep, StartWhep, WhepError,
+};
+
+use crate::media::sdp_meta;
 
 use super::body::{SDP, SDPFRAG, declares_empty_body, media_type, read_sdp};
 use super::credentials::{SessionAuth, SessionCaller, Target, session_caller};
@@ -25,6 +30,9 @@ impl From<WhepError> for ApiError {
     fn from(e: WhepError) -> Self {
         match e {
             WhepError::NoWhep => ApiError::NotFound("no such WHEP connection"),
+            WhepError::NoUsableMedia => {
+                ApiError::Unprocessable("no offered media section is usable".into())
+            }
             WhepError::NoPendingOffer => ApiError::Conflict {
                 detail: "no offer is pending",
                 retry_after: None,
@@ -51,20 +59,53 @@ fn whep_location(state: &AppState, key: &StreamKey, id: &WhepId) -> String {
 }
 
 /// `POST /whep`: with an empty body, the server offers every other
-/// participant's tracks (server-offer mode).
+/// participant's tracks (server-offer mode); with an SDP offer, standard
+/// WHEP (client-offer mode), or a 406 counter-offer when no offered m-line
+/// is usable (draft-03).
 pub(super) async fn create(
     req: HttpRequest,
     path: web::Path<(String, String)>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let key = stream_key(&path)?;
     let caller = session_caller(&req, &state, &key, Target::Alias, SessionAuth::default())?;
-    if !declares_empty_body(&req) || media_type(&req).is_some_and(|t| t == SDP) {
-        return Err(ApiError::NotImplemented(
-            "client-offer WHEP is not built in this version",
-        ));
-    }
     let session = caller.record().session.clone();
+    if !declares_empty_body(&req) {
+        let offer = read_sdp(&req, payload).await?;
+        let offer =
+            sdp_meta::prepare_offer(&offer).map_err(|e| ApiError::MalformedSdp(e.to_string()))?;
+        match session.send(OfferWhep { offer: offer.sdp }).await? {
+            Ok((id, answer)) => {
+                let mut resp = HttpResponse::Created();
+                resp.content_type(SDP)
+                    .insert_header((header::LOCATION, whep_location(&state, &key, &id)))
+                    .insert_header((
+                        header::ETAG,
+                        format!("\"{}\"", id.reveal().get(..8).unwrap_or_default()),
+                    ));
+                echo_token(&mut resp, &caller);
+                return Ok(resp.body(answer));
+            }
+            Err(WhepError::NoUsableMedia) => {
+                let offer = session
+                    .send(StartWhep {
+                        counter_offer: true,
+                    })
+                    .await??;
+                let mut resp = HttpResponse::NotAcceptable();
+                resp.content_type(SDP)
+                    .insert_header((
+                        header::LOCATION,
+                        whep_location(&state, &key, &offer.whep_id),
+                    ))
+                    .insert_header(("Vestibule-Offer-Number", offer.number.to_string()));
+                echo_token(&mut resp, &caller);
+                return Ok(resp.body(offer.sdp));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let started = Instant::now();
     while !session.send(GetSessionStatus).await?.signal_open {
         if started.elapsed() >= SIGNAL_WAIT {
@@ -75,7 +116,11 @@ pub(super) async fn create(
         }
         tokio::time::sleep(SIGNAL_POLL).await;
     }
-    let offer = session.send(StartWhep).await??;
+    let offer = session
+        .send(StartWhep {
+            counter_offer: false,
+        })
+        .await??;
     let mut resp = HttpResponse::Created();
     resp.content_type(SDP)
         .insert_header((
@@ -103,12 +148,18 @@ async fn answer(
         ));
     }
     let sdp = read_sdp(req, payload).await?;
-    caller
+    let counter_offer = caller
         .record()
         .session
         .send(FinishWhep { whep_id, sdp })
         .await??;
-    let mut resp = HttpResponse::Created();
+    // draft-03: the answer to a 406 counter-offer gets 204; the seed's
+    // server-offer flow answers 201.
+    let mut resp = if counter_offer {
+        HttpResponse::NoContent()
+    } else {
+        HttpResponse::Created()
+    };
     echo_token(&mut resp, &caller);
     Ok(resp.finish())
 }

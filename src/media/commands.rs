@@ -53,6 +53,22 @@ impl Worker {
                 let result = self.open_egress(session, participant, tracks, events, now);
                 let _ = reply.send(result);
             }
+            WorkerCmd::AcceptEgressOffer {
+                session,
+                participant,
+                offer,
+                tracks,
+                events,
+                reply,
+            } => {
+                let owner = PeerOwner {
+                    session,
+                    participant,
+                    events,
+                };
+                let result = self.accept_egress_offer(owner, &offer, tracks, now);
+                let _ = reply.send(result);
+            }
             WorkerCmd::AnswerEgress {
                 session,
                 answer,
@@ -262,6 +278,43 @@ impl Worker {
         );
         self.place(peer, now);
         Ok(offer)
+    }
+
+    fn accept_egress_offer(
+        &mut self,
+        owner: PeerOwner,
+        offer: &str,
+        tracks: Vec<EgressTrack>,
+        now: Instant,
+    ) -> Result<Option<String>, MediaError> {
+        if let Some(old) = self.egress_of.get(&owner.session).copied() {
+            self.close_peer(old, now);
+        }
+        let creds = new_credentials();
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = build_rtc(&self.codecs, &self.cert, creds, &self.candidates, now);
+        let tracks = tracks
+            .into_iter()
+            .filter(|t| self.ingress_of.contains_key(&t.publisher))
+            .collect();
+        let Some((egress, answer)) = Egress::answer_client_offer(&mut rtc, offer, tracks, now)?
+        else {
+            return Ok(None);
+        };
+        let opened = egress.open_outs();
+        let peer = Peer::new(
+            owner,
+            rtc,
+            ufrag,
+            self.limits.clone(),
+            Role::Egress(egress),
+            now,
+        );
+        let key = self.place(peer, now);
+        for out in opened {
+            self.open_route(key, out, now);
+        }
+        Ok(Some(answer))
     }
 
     fn answer_egress(

@@ -111,6 +111,54 @@ impl Egress {
         Ok((egress, sdp))
     }
 
+    /// Takes a client's offer (standard WHEP): each offered receive-only
+    /// audio/video m-line that str0m could answer gets the next lobby track
+    /// of its kind; the rest stay unused until a renegotiation. Returns the
+    /// state and the annotated answer, or `None` when no offered m-line is
+    /// usable (no common codec): the caller counter-offers.
+    pub fn answer_client_offer(
+        rtc: &mut Rtc,
+        offer: &str,
+        tracks: Vec<EgressTrack>,
+        now: Instant,
+    ) -> Result<Option<(Egress, String)>, MediaError> {
+        let parsed = str0m::change::SdpOffer::from_sdp_string(offer)
+            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
+            .to_sdp_string();
+        let usable = sending_sections(&answer);
+        if usable.is_empty() {
+            return Ok(None);
+        }
+        let mut outs = Vec::new();
+        let mut unused: Vec<(Mid, MediaKind)> = usable;
+        for track in tracks {
+            let Some(i) = unused.iter().position(|(_, k)| *k == track.kind) else {
+                continue;
+            };
+            let (mid, _) = unused.remove(i);
+            let mut out = OutTrack::new(track, mid);
+            // The answer made the m-line sendable right away.
+            out.tx_ssrc = rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|s| s.ssrc());
+            out.open = out.tx_ssrc.is_some();
+            out.opened_at = Some(now);
+            outs.push(out);
+        }
+        let egress = Egress {
+            outs,
+            pending: None,
+            placeholders: unused,
+        };
+        let sdp = egress.annotate(&answer);
+        Ok(Some((egress, sdp)))
+    }
+
     /// Builds the next server offer that brings the m-lines to `desired`:
     /// new tracks reuse an inactive placeholder of their kind or get a new
     /// send-only m-line, gone tracks are stopped, labels follow mute and
@@ -234,6 +282,16 @@ impl Egress {
         self.outs.iter().position(|o| o.mid == mid && !o.stopped)
     }
 
+    /// Indexes of outs that are open (for route setup).
+    pub fn open_outs(&self) -> Vec<usize> {
+        self.outs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.open && !o.stopped)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Whether an offer awaits an answer.
     pub fn has_pending(&self) -> bool {
         self.pending.is_some()
@@ -246,4 +304,37 @@ impl Egress {
             .enumerate()
             .map(|(i, o)| (o.track.publisher, o.source_mid, i))
     }
+}
+
+/// The audio/video m-lines of an answer on which we send (enabled and
+/// `sendonly` or `sendrecv` from our side), with their mids.
+fn sending_sections(answer: &str) -> Vec<(Mid, MediaKind)> {
+    let mut out = Vec::new();
+    let mut section: Option<(MediaKind, bool, Option<Mid>, bool)> = None;
+    let mut finish = |section: Option<(MediaKind, bool, Option<Mid>, bool)>| {
+        if let Some((kind, true, Some(mid), true)) = section {
+            out.push((mid, kind));
+        }
+    };
+    for line in answer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(section.take());
+            let mut parts = m.split_whitespace();
+            let kind = match parts.next() {
+                Some("audio") => Some(MediaKind::Audio),
+                Some("video") => Some(MediaKind::Video),
+                _ => None,
+            };
+            let enabled = parts.next().is_some_and(|port| port != "0");
+            section = kind.map(|k| (k, enabled, None, false));
+        } else if let Some(s) = section.as_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                s.2 = Some(Mid::from(mid));
+            } else if line == "a=sendonly" || line == "a=sendrecv" {
+                s.3 = true;
+            }
+        }
+    }
+    finish(section);
+    out
 }
