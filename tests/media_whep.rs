@@ -454,3 +454,68 @@ async fn an_offer_with_no_usable_section_gets_a_406_counter_offer() {
         .expect("drive");
     assert!(video > 10, "media flows after the counter-offer: {video}");
 }
+
+#[tokio::test]
+async fn a_subscriber_pli_storm_reaches_the_publisher_throttled() {
+    let server = Server::start(ServerSpec::default()).await;
+    let a = join(&server, "dev", PublishOptions::default()).await;
+    let _b = join(&server, "bob", viewer()).await;
+    let sub = Subscriber::connect(&server.base, WHEP, &server.token("bob"))
+        .await
+        .expect("whep");
+    assert!(sub.wait_connected(Duration::from_secs(5)).await);
+    // Wait for video to flow (the subscriber learns its video mid from packets).
+    for _ in 0..100 {
+        if sub.state.video_packets.load(Ordering::Relaxed) > 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&server, "vestibule_subscribers").await, 1.0);
+    assert!(metric(&server, "vestibule_first_frame_seconds_count").await >= 1.0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = a.state.keyframe_requests.load(Ordering::Relaxed);
+    // 100 PLIs per second for two seconds.
+    for _ in 0..200 {
+        sub.request_keyframe();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let received = a.state.keyframe_requests.load(Ordering::Relaxed) - before;
+    assert!(received >= 1, "subscriber PLIs reach the publisher");
+    assert!(
+        received <= 5,
+        "at most about 2 per second reach the publisher: {received}"
+    );
+}
+
+#[tokio::test]
+async fn sixteen_publishers_keep_the_offer_under_64_kib() {
+    let server = Server::start(
+        ServerSpec::default()
+            .env("VESTIBULE__LOBBY__MAX_SESSIONS", "17")
+            .env("VESTIBULE__SECURITY__MAX_SESSIONS_PER_USER", "1"),
+    )
+    .await;
+    let mut publishers = Vec::new();
+    for n in 0..16 {
+        let p = Publisher::connect(
+            &server.base,
+            WHIP,
+            &server.token(&format!("publisher-{n:02}")),
+            PublishOptions::default(),
+        )
+        .await
+        .expect("publisher");
+        publishers.push(p);
+    }
+    let _b = join(&server, "bob", viewer()).await;
+    let sub = Subscriber::connect(&server.base, WHEP, &server.token("bob"))
+        .await
+        .expect("whep");
+    assert_eq!(sections(&sub.offer).len(), 32, "every track offered");
+    assert!(
+        sub.offer.len() < 64 * 1024,
+        "offer is {} bytes",
+        sub.offer.len()
+    );
+}

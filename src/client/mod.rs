@@ -112,6 +112,8 @@ pub struct PublisherState {
     pub ended: AtomicBool,
     /// RTP datagrams sent.
     pub rtp_sent: AtomicU64,
+    /// Keyframe requests (PLI/FIR) received from the server.
+    pub keyframe_requests: AtomicU64,
     /// Corrupt the SRTP auth tag of every outgoing RTP packet while set.
     pub corrupt_rtp: AtomicBool,
     /// Signal messages received, as text.
@@ -542,6 +544,7 @@ impl MediaLoop {
             Event::KeyframeRequest(_) => {
                 // Like a real encoder: a PLI/FIR makes the next frame a keyframe.
                 self.keyframe_requested = true;
+                self.state.keyframe_requests.fetch_add(1, Ordering::Relaxed);
             }
             Event::ChannelData(data) => {
                 if let Ok(SignalMessage::Answer { number, sdp, .. }) =

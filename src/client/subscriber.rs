@@ -44,12 +44,17 @@ pub struct Subscriber {
     /// What arrived.
     pub state: Arc<SubscriberState>,
     stop: Arc<AtomicBool>,
-    offers: std::sync::mpsc::Sender<OfferRequest>,
+    control: std::sync::mpsc::Sender<Control>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// A server offer to answer on the media thread.
-type OfferRequest = (String, std::sync::mpsc::Sender<Result<String, String>>);
+/// Requests to the media thread.
+enum Control {
+    /// Answer a server offer.
+    Answer(String, std::sync::mpsc::Sender<Result<String, String>>),
+    /// Send a PLI for every video stream.
+    Pli,
+}
 
 impl Subscriber {
     /// POSTs to `{base}{endpoint}` (a `/whep` URL) with `token`, answers by
@@ -114,21 +119,36 @@ impl Subscriber {
         let state = Arc::new(SubscriberState::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
-        let (offers, offers_rx) = std::sync::mpsc::channel::<OfferRequest>();
+        let (control, control_rx) = std::sync::mpsc::channel::<Control>();
         let thread = std::thread::Builder::new()
             .name("whep-client".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 2000];
+                let mut video_mids: Vec<str0m::media::Mid> = Vec::new();
                 while !sp.load(Ordering::Acquire) {
-                    while let Ok((offer, reply)) = offers_rx.try_recv() {
-                        let answer = crate::media::sdp_meta::prepare_offer(&offer)
-                            .map_err(|e| e.to_string())
-                            .and_then(|p| {
-                                SdpOffer::from_sdp_string(&p.sdp).map_err(|e| e.to_string())
-                            })
-                            .and_then(|o| rtc.sdp_api().accept_offer(o).map_err(|e| e.to_string()))
-                            .map(|a| a.to_sdp_string());
-                        let _ = reply.send(answer);
+                    while let Ok(request) = control_rx.try_recv() {
+                        match request {
+                            Control::Answer(offer, reply) => {
+                                let answer = crate::media::sdp_meta::prepare_offer(&offer)
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|p| {
+                                        SdpOffer::from_sdp_string(&p.sdp).map_err(|e| e.to_string())
+                                    })
+                                    .and_then(|o| {
+                                        rtc.sdp_api().accept_offer(o).map_err(|e| e.to_string())
+                                    })
+                                    .map(|a| a.to_sdp_string());
+                                let _ = reply.send(answer);
+                            }
+                            Control::Pli => {
+                                for mid in &video_mids {
+                                    if let Some(rx) = rtc.direct_api().stream_rx_by_mid(*mid, None)
+                                    {
+                                        rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                                    }
+                                }
+                            }
+                        }
                     }
                     let timeout = loop {
                         match rtc.poll_output() {
@@ -144,6 +164,11 @@ impl Subscriber {
                                     rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
                                 let kind = mid.and_then(|m| rtc.media(m)).map(|m| m.kind());
                                 if kind == Some(MediaKind::Video) {
+                                    if let Some(mid) = mid
+                                        && !video_mids.contains(&mid)
+                                    {
+                                        video_mids.push(mid);
+                                    }
                                     st.video_packets.fetch_add(1, Ordering::Relaxed);
                                     if let Ok(mut first) = st.first_video_keyframe.lock()
                                         && first.is_none()
@@ -188,7 +213,7 @@ impl Subscriber {
             number,
             state,
             stop,
-            offers,
+            control,
             thread: Some(thread),
         })
     }
@@ -196,13 +221,18 @@ impl Subscriber {
     /// Answers a server offer (from the signal channel) on this connection.
     pub async fn answer(&self, offer: &str) -> Result<String, String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.offers
-            .send((offer.to_string(), tx))
+        self.control
+            .send(Control::Answer(offer.to_string(), tx))
             .map_err(|_| "media thread gone".to_string())?;
         tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|_| "no answer".to_string())?
+    }
+
+    /// Sends one PLI for every video stream (keyframe request toward the server).
+    pub fn request_keyframe(&self) {
+        let _ = self.control.send(Control::Pli);
     }
 
     /// Waits until ICE + DTLS are up.

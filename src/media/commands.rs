@@ -14,7 +14,7 @@ use vestibule_actors::media::{
     EgressTrack, IngressAnswer, IngressChange, MediaError, MediaEvent, WorkerCmd,
 };
 
-use super::egress::Egress;
+use super::egress::{Egress, SourceCodecs};
 use super::ingress::Ingress;
 use super::peer::{Peer, PeerOwner, Role};
 use super::rtc_config::{build_rtc, new_credentials};
@@ -151,6 +151,9 @@ impl Worker {
             self.egress_of.insert(session, key);
         }
         self.metrics.family.peers.inc();
+        if !ingress {
+            self.metrics.family.subscribers.inc();
+        }
         self.drive(key, now, |peer, d| peer.drain(d));
         self.after_drive(key, now);
         key
@@ -261,8 +264,9 @@ impl Worker {
         let tracks = tracks
             .into_iter()
             .filter(|t| self.ingress_of.contains_key(&t.publisher))
-            .collect();
-        let (egress, offer) = Egress::offer(&mut rtc, tracks)?;
+            .collect::<Vec<_>>();
+        let sources = self.source_codecs(&tracks);
+        let (egress, offer) = Egress::offer(&mut rtc, tracks, sources)?;
         let owner = PeerOwner {
             session,
             participant,
@@ -296,8 +300,10 @@ impl Worker {
         let tracks = tracks
             .into_iter()
             .filter(|t| self.ingress_of.contains_key(&t.publisher))
-            .collect();
-        let Some((egress, answer)) = Egress::answer_client_offer(&mut rtc, offer, tracks, now)?
+            .collect::<Vec<_>>();
+        let sources = self.source_codecs(&tracks);
+        let Some((egress, answer)) =
+            Egress::answer_client_offer(&mut rtc, offer, tracks, sources, now)?
         else {
             return Ok(None);
         };
@@ -368,13 +374,14 @@ impl Worker {
         let tracks = tracks
             .into_iter()
             .filter(|t| self.ingress_of.contains_key(&t.publisher))
-            .collect();
+            .collect::<Vec<_>>();
+        let sources = self.source_codecs(&tracks);
         let offer = self
             .drive(key, now, |peer, d| {
                 let Role::Egress(egress) = &mut peer.role else {
                     return Err(MediaError::NoPeer);
                 };
-                let offer = egress.renegotiate(&mut peer.rtc, tracks)?;
+                let offer = egress.renegotiate(&mut peer.rtc, tracks, sources)?;
                 peer.drain(d);
                 Ok(offer)
             })
@@ -392,6 +399,26 @@ impl Worker {
         self.metrics.family.signal_message("out", "offer");
         self.send_signal(session, message.clone(), now);
         Ok(Some(message))
+    }
+
+    /// The codec each track's publisher currently sends, where known.
+    fn source_codecs(&mut self, tracks: &[EgressTrack]) -> SourceCodecs {
+        let mut sources = SourceCodecs::new();
+        for track in tracks {
+            let Some(&publisher) = self.ingress_of.get(&track.publisher) else {
+                continue;
+            };
+            let Some(peer) = self.peers.get_mut(publisher) else {
+                continue;
+            };
+            let Peer { rtc, role, .. } = peer;
+            if let Role::Ingress(ingress) = role
+                && let Some(params) = ingress.source_codec(rtc, Mid::from(track.mid.as_str()))
+            {
+                sources.insert(track.track, params);
+            }
+        }
+        sources
     }
 
     /// Drops routes to a subscriber's stopped outs.

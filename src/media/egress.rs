@@ -1,7 +1,11 @@
 //! The WHEP (egress) role of a peer: one send-only m-line per lobby track,
 //! the pending server offer, and per m-line forwarding state.
 
+use std::collections::HashMap;
 use std::time::Instant;
+
+use str0m::format::PayloadParams;
+use vestibule_actors::ids::TrackId;
 
 use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
@@ -13,6 +17,10 @@ use vestibule_actors::snapshot::MediaKind;
 
 use super::forward::{PtMap, SeqRebase};
 use super::sdp_meta::{self, EgressLabel};
+
+/// The codec each track's publisher sends (once known): egress m-lines
+/// offer only it and its RTX.
+pub type SourceCodecs = HashMap<TrackId, PayloadParams>;
 
 /// One egress m-line carrying one lobby track.
 #[derive(Debug)]
@@ -66,6 +74,8 @@ pub struct Egress {
     pending: Option<SdpPendingOffer>,
     /// Inactive m-lines of an empty lobby, reused for the first tracks.
     placeholders: Vec<(Mid, MediaKind)>,
+    /// Source codecs of the tracks offered so far.
+    sources: SourceCodecs,
 }
 
 fn str0m_kind(kind: MediaKind) -> StrMediaKind {
@@ -79,7 +89,11 @@ impl Egress {
     /// Builds the first server offer on a fresh `Rtc`: a send-only m-line
     /// per track, or one inactive audio and one inactive video m-line for
     /// an empty lobby. Returns the state and the annotated offer SDP.
-    pub fn offer(rtc: &mut Rtc, tracks: Vec<EgressTrack>) -> Result<(Egress, String), MediaError> {
+    pub fn offer(
+        rtc: &mut Rtc,
+        tracks: Vec<EgressTrack>,
+        sources: SourceCodecs,
+    ) -> Result<(Egress, String), MediaError> {
         let mut change = rtc.sdp_api();
         let mut outs = Vec::new();
         let mut placeholders = Vec::new();
@@ -106,8 +120,9 @@ impl Egress {
             outs,
             pending: Some(pending),
             placeholders,
+            sources,
         };
-        let sdp = egress.annotate(&offer.to_sdp_string());
+        let sdp = egress.annotate(rtc, &offer.to_sdp_string());
         Ok((egress, sdp))
     }
 
@@ -120,6 +135,7 @@ impl Egress {
         rtc: &mut Rtc,
         offer: &str,
         tracks: Vec<EgressTrack>,
+        sources: SourceCodecs,
         now: Instant,
     ) -> Result<Option<(Egress, String)>, MediaError> {
         let parsed = str0m::change::SdpOffer::from_sdp_string(offer)
@@ -154,8 +170,9 @@ impl Egress {
             outs,
             pending: None,
             placeholders: unused,
+            sources,
         };
-        let sdp = egress.annotate(&answer);
+        let sdp = egress.annotate(rtc, &answer);
         Ok(Some((egress, sdp)))
     }
 
@@ -167,10 +184,12 @@ impl Egress {
         &mut self,
         rtc: &mut Rtc,
         desired: Vec<EgressTrack>,
+        sources: SourceCodecs,
     ) -> Result<Option<String>, MediaError> {
         if self.pending.is_some() {
             return Err(MediaError::OfferOutstanding);
         }
+        self.sources.extend(sources);
         let mut change = rtc.sdp_api();
         let mut relabelled = false;
         for out in self.outs.iter_mut().filter(|o| !o.stopped) {
@@ -221,13 +240,25 @@ impl Egress {
             return Ok(None);
         };
         self.pending = Some(pending);
-        Ok(Some(self.annotate(&offer.to_sdp_string())))
+        Ok(Some(self.annotate(rtc, &offer.to_sdp_string())))
     }
 
     /// Adds the `i=` line of API.md "Track metadata" to every m-line we
     /// generated, plus session-level `msid-semantic` and complete candidates.
-    fn annotate(&self, sdp: &str) -> String {
-        let labelled = sdp_meta::annotate_egress(sdp, |mid| {
+    fn annotate(&self, rtc: &Rtc, sdp: &str) -> String {
+        let restricted = sdp_meta::restrict_codecs(sdp, |mid| {
+            let out = self
+                .outs
+                .iter()
+                .filter(|o| !o.stopped)
+                .find(|o| o.mid.to_string() == mid)?;
+            let source = self.sources.get(&out.track.track)?;
+            let ours = rtc.codec_config().match_params(*source)?;
+            let mut allowed = vec![*ours.pt()];
+            allowed.extend(ours.resend().map(|pt| *pt));
+            Some(allowed)
+        });
+        let labelled = sdp_meta::annotate_egress(&restricted, |mid| {
             self.outs
                 .iter()
                 .filter(|o| !o.stopped)

@@ -44,6 +44,13 @@ impl Worker {
                         continue;
                     }
                     out.waiting_keyframe = false;
+                    if let Some(opened) = out.opened_at {
+                        let waited = now.saturating_duration_since(opened);
+                        self.metrics
+                            .family
+                            .first_frame_seconds
+                            .observe(waited.as_secs_f64());
+                    }
                 }
                 let seq = out.seq.map(packet.seq_no);
                 let write = RtpWrite::new(

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use actix::Recipient;
 use str0m::channel::ChannelId;
-use str0m::media::{KeyframeRequestKind, MediaKind as StrMediaKind, Mid};
+use str0m::format::PayloadParams;
+use str0m::media::{KeyframeRequestKind, MediaKind as StrMediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
 use str0m::{Event, Rtc};
 use vestibule_actors::media::{IngressSection, MediaEvent, PeerLoss, PublishedMedia};
@@ -49,6 +50,9 @@ pub struct Ingress {
     keyframes: KeyframeThrottle,
     /// NACK count last reported per ingress mid (stats are cumulative).
     nacks_seen: HashMap<Mid, u64>,
+    /// The payload type last received per ingress mid: the source codec
+    /// that egress m-lines carry.
+    last_pt: HashMap<Mid, Pt>,
 }
 
 impl Ingress {
@@ -62,6 +66,7 @@ impl Ingress {
             ssrc_cache: HashMap::new(),
             keyframes: KeyframeThrottle::default(),
             nacks_seen: HashMap::new(),
+            last_pt: HashMap::new(),
         }
     }
 
@@ -153,6 +158,10 @@ impl Ingress {
                 };
                 if let Some((mid, video)) = cached {
                     d.metrics.rtp_received(video, packet.payload.len());
+                    let pt = packet.header.payload_type;
+                    if self.last_pt.get(&mid) != Some(&pt) {
+                        self.last_pt.insert(mid, pt);
+                    }
                     d.forward.push((mid, packet));
                 }
             }
@@ -293,6 +302,16 @@ impl Ingress {
             keep
         });
         (added, removed)
+    }
+
+    /// The codec the publisher sends on `mid`, once a packet arrived.
+    pub fn source_codec(&self, rtc: &Rtc, mid: Mid) -> Option<PayloadParams> {
+        let pt = self.last_pt.get(&mid)?;
+        rtc.codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == *pt)
+            .copied()
     }
 
     /// Asks the publisher for a keyframe on `mid`, at most once per

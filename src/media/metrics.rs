@@ -64,6 +64,10 @@ pub struct MediaMetrics {
     pub peers: IntGauge,
     /// Answer to ICE + DTLS connected.
     pub setup_seconds: Histogram,
+    /// WHEP peers (subscribers) now.
+    pub subscribers: IntGauge,
+    /// Egress m-line opened to its first forwarded keyframe.
+    pub first_frame_seconds: Histogram,
     signal_messages: IntCounterVec,
     signal_dropped: IntCounterVec,
 }
@@ -132,6 +136,17 @@ impl MediaMetrics {
                 )
                 .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
             )?,
+            subscribers: IntGauge::new(
+                "vestibule_subscribers",
+                "WHEP peers (subscribers) on the workers",
+            )?,
+            first_frame_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vestibule_first_frame_seconds",
+                    "From an egress m-line opening to its first forwarded keyframe",
+                )
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0]),
+            )?,
             signal_messages: IntCounterVec::new(
                 Opts::new(
                     "vestibule_signal_messages_total",
@@ -159,6 +174,8 @@ impl MediaMetrics {
         registry.register(Box::new(m.keyframe_requests_throttled.clone()))?;
         registry.register(Box::new(m.peers.clone()))?;
         registry.register(Box::new(m.setup_seconds.clone()))?;
+        registry.register(Box::new(m.subscribers.clone()))?;
+        registry.register(Box::new(m.first_frame_seconds.clone()))?;
         registry.register(Box::new(m.signal_messages.clone()))?;
         registry.register(Box::new(m.signal_dropped.clone()))?;
         // Expose every labelled series from the start, so dashboards and

@@ -463,6 +463,66 @@ pub fn complete_candidates(sdp: &str) -> String {
     out
 }
 
+/// Keeps only the payload types in `allowed_of(mid)` (a section's source
+/// codec and its RTX) in every section that has such a list: the `m=`
+/// format list and the `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines of the
+/// others go. API.md: egress m-lines carry only the source codec + RTX
+/// (about 1 KB each), which keeps large lobbies' offers small.
+pub fn restrict_codecs(sdp: &str, allowed_of: impl Fn(&str) -> Option<Vec<u8>>) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |out: &mut String, section: &[&str]| {
+        let allowed = section
+            .iter()
+            .find_map(|l| content(l).strip_prefix("a=mid:"))
+            .and_then(|mid| allowed_of(mid.trim()));
+        let Some(allowed) = allowed.filter(|a| !a.is_empty()) else {
+            section.iter().for_each(|l| out.push_str(l));
+            return;
+        };
+        let keeps = |pt: &str| pt.parse::<u8>().is_ok_and(|pt| allowed.contains(&pt));
+        for line in section {
+            let text = content(line);
+            if let Some(m) = text.strip_prefix("m=") {
+                let mut parts: Vec<&str> = m.split(' ').collect();
+                if parts.len() > 3 {
+                    let formats: Vec<&str> = parts
+                        .split_off(3)
+                        .into_iter()
+                        .filter(|f| keeps(f))
+                        .collect();
+                    parts.extend(formats);
+                }
+                out.push_str("m=");
+                out.push_str(&parts.join(" "));
+                out.push_str(line_ending(line));
+                continue;
+            }
+            let pt_of = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .find_map(|prefix| text.strip_prefix(prefix))
+                .and_then(|rest| rest.split([' ', '/']).next());
+            if pt_of.is_some_and(|pt| pt != "*" && !keeps(pt)) {
+                continue;
+            }
+            out.push_str(line);
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut out, &section);
+            section.clear();
+            section.push(line);
+        } else if section.is_empty() {
+            out.push_str(line);
+        } else {
+            section.push(line);
+        }
+    }
+    flush(&mut out, &section);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,6 +1114,26 @@ mod tests {
         assert_eq!(
             complete_candidates("v=0\r\nm=audio 9 X 0\r\n"),
             "v=0\r\nm=audio 9 X 0\r\n"
+        );
+    }
+
+    #[test]
+    fn restrict_codecs_keeps_the_source_codec_and_its_rtx() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\na=mid:1\r\n\
+                   a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
+                   a=rtpmap:102 H264/90000\r\na=fmtp:102 profile-level-id=42e01f\r\na=rtpmap:103 rtx/90000\r\n\
+                   a=fmtp:103 apt=102\r\na=sendonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=rtpmap:111 opus/48000/2\r\n";
+        let out = restrict_codecs(sdp, |mid| (mid == "1").then(|| vec![96, 97]));
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("H264") && !out.contains("apt=102"));
+        assert!(out.contains("a=rtcp-fb:96 nack") && out.contains("a=fmtp:97 apt=96"));
+        assert!(out.contains("a=sendonly"));
+        assert!(
+            out.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=rtpmap:111 opus/48000/2"),
+            "untouched"
         );
     }
 }

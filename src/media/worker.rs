@@ -351,6 +351,9 @@ impl Worker {
             *publisher != key && !subs.is_empty()
         });
         self.metrics.family.peers.dec();
+        if !peer.is_ingress() {
+            self.metrics.family.subscribers.dec();
+        }
         // RTCP BYE, SCTP shutdown and DTLS close_notify, best effort: the
         // remote may already be gone.
         if peer.rtc.close().is_ok() {

@@ -89,24 +89,25 @@ function gathered(pc) {
 
 /** Turns a non-2xx response into a LobbyError with a clear message. */
 async function httpError(resp, what) {
-  let detail = '';
+  let problem = {};
   try {
     const body = await resp.text();
-    if ((resp.headers.get('Content-Type') ?? '').includes('json')) detail = JSON.parse(body).detail ?? '';
+    if ((resp.headers.get('Content-Type') ?? '').includes('json')) problem = JSON.parse(body);
   } catch {}
   const status = resp.status;
-  const suffix = detail ? ` (${detail})` : '';
+  const why = problem.detail ? `${status}: ${problem.detail}` : `${status}`;
   if (status === 401) {
-    return new LobbyError('auth', `The server refused the token (401)${suffix}. Check that it is valid and not expired.`, { status });
+    return new LobbyError('auth', `The server refused the token (${why}). Check that it is valid and not expired.`, { status });
   }
-  if (status === 403) return new LobbyError('forbidden', `Not allowed (403)${suffix}.`, { status });
-  if (status === 404) return new LobbyError('not-found', `No such space or stream (404)${suffix}.`, { status });
+  if (status === 403) return new LobbyError('forbidden', `Not allowed (${why}).`, { status });
+  if (status === 404) return new LobbyError('not-found', `No such space or stream (${why}).`, { status });
   if (status === 429) {
     const retryAfter = Number(resp.headers.get('Retry-After')) || null;
     const when = retryAfter ? ` Try again in ${retryAfter} s.` : ' Try again later.';
-    return new LobbyError('full', `The lobby is full (429)${suffix}.${when}`, { status, retryAfter });
+    const full = !problem.type || String(problem.type).endsWith('lobby-full');
+    return new LobbyError('full', `${full ? 'The lobby is full' : 'Too many requests'} (${why}).${when}`, { status, retryAfter });
   }
-  return new LobbyError('http', `${what} failed: HTTP ${status}${suffix}.`, { status });
+  return new LobbyError('http', `${what} failed (HTTP ${why}).`, { status });
 }
 
 /**
@@ -146,8 +147,14 @@ export class Lobby {
     this.signal = null;
     this.nextId = 1; // ids of messages we originate (mute)
     this.offersApplied = 0;
+    this.offerNumber = null; // number of the last server offer answered
     this._lastAnswer = null; // {number, text} for re-sent offers
     this._queue = Promise.resolve();
+    this.timings = {}; // ms since join() started, per step
+  }
+
+  _mark(step) {
+    this.timings[step] = Math.round(performance.now() - this._t0);
   }
 
   _emit(name, ...args) {
@@ -190,15 +197,19 @@ export class Lobby {
       throw new LobbyError('protocol', `cannot join while ${this.state}`);
     }
     this._reset();
+    this._t0 = performance.now();
+    this.timings = {};
     this._setState('joining');
     this._emit('onError', null);
     try {
       await this._publish(stream, { video, audio });
       await this._enqueue(() => this._startWhep());
+      this._mark('joined');
       this._setState('joined');
     } catch (e) {
+      if (this.state !== 'joining') return; // left while joining
       const err = this._fail(e);
-      await this._teardown(false);
+      await this._teardown();
       this._setState('failed');
       throw err;
     }
@@ -210,8 +221,8 @@ export class Lobby {
     this.ownMids = { audio: null, video: null };
     this.whepId = null;
     this.reqToken = null;
-    this.whipLocation = null;
     this.offersApplied = 0;
+    this.offerNumber = null;
     this._lastAnswer = null;
     this.error = null;
   }
@@ -224,6 +235,7 @@ export class Lobby {
         throw new LobbyError('media', `Camera or microphone unavailable: ${e.message || e.name}.`);
       }
     }
+    this._mark('media');
     this.localStream = stream;
     this._emit('onLocalStream', stream);
 
@@ -247,6 +259,7 @@ export class Lobby {
     }
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
+    this._mark('whipOffer');
     const offer = pc.localDescription.sdp;
     for (const s of parseSections(offer)) {
       if ((s.kind === 'audio' || s.kind === 'video') && s.mid !== null && !this.ownMids[s.kind]) {
@@ -260,20 +273,21 @@ export class Lobby {
       headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/sdp' },
       body: offer,
     });
+    this._mark('whipAnswer');
     if (resp.status !== 201) throw await httpError(resp, 'Joining (WHIP)');
     this.reqToken = resp.headers.get('X-Req-Token');
-    this.whipLocation = resp.headers.get('Location');
     const answer = await resp.text();
-    // The answer's mids are the offer's; prefer them if present.
+    // A section the server rejected (port 0) publishes nothing to mute.
     for (const s of parseSections(answer)) {
-      if ((s.kind === 'audio' || s.kind === 'video') && s.mid !== null && s.port !== 0) {
-        const own = parseSections(offer).find((o) => o.mid === s.mid);
-        if (own) this.ownMids[own.kind] = s.mid;
+      if (s.port === 0 && s.mid !== null) {
+        for (const kind of ['audio', 'video']) if (this.ownMids[kind] === s.mid) this.ownMids[kind] = null;
       }
     }
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     await withTimeout(connected, CONNECT_TIMEOUT_MS, 'Connecting the media upload');
+    this._mark('whipConnected');
     await withTimeout(dcOpen, CONNECT_TIMEOUT_MS, 'Opening the signal channel');
+    this._mark('signalOpen');
     this._log(`published; own mids ${JSON.stringify(this.ownMids)}`);
   }
 
@@ -323,6 +337,7 @@ export class Lobby {
       }
       break;
     }
+    this._mark('whepOffer');
     if (resp.status !== 201) throw await httpError(resp, 'Receiving the others (WHEP)');
     const location = resp.headers.get('Location');
     this.whepId = location ? location.split('/').pop() : null;
@@ -338,8 +353,9 @@ export class Lobby {
       headers: this._sessionHeaders({ 'Content-Type': 'application/sdp' }),
       body: answer,
     });
+    this._mark('whepAnswered');
     if (patch.status !== 201 && patch.status !== 204) throw await httpError(patch, 'Answering the WHEP offer');
-    this._lastAnswer = { number: Number(resp.headers.get('Vestibule-Offer-Number')), text: null };
+    this.offerNumber = Number(resp.headers.get('Vestibule-Offer-Number'));
     await withTimeout(connected, CONNECT_TIMEOUT_MS, 'Connecting the media download');
   }
 
@@ -395,6 +411,7 @@ export class Lobby {
       const answer = await this._answer(offer);
       text = JSON.stringify({ id: msg.id, type: SIGNAL.ANSWER, data: { number, sdp: { type: 'answer', sdp: answer } } });
       this._lastAnswer = { number, text };
+      this.offerNumber = number;
     }
     if (this.signal?.readyState === 'open') this.signal.send(text);
     this._log(`answered offer ${number}`);
@@ -465,9 +482,12 @@ export class Lobby {
     return {
       state: this.state,
       userId: this.userId,
+      timings: { ...this.timings },
+      leaveStatus: this.leaveStatus ?? null,
       error: e ? { kind: e.kind, message: e.message, status: e.status, retryAfter: e.retryAfter } : null,
       receiving: Boolean(this.pcOut),
       offersApplied: this.offersApplied,
+      offerNumber: this.offerNumber,
       ownMids: { ...this.ownMids },
       muted: { ...this.muted },
       participants: this.list().map((p) => ({
@@ -548,12 +568,13 @@ export class Lobby {
   async leave({ keepalive = false } = {}) {
     if (this.state === 'idle' || this.state === 'left' || this.state === 'leaving') return null;
     this._setState('leaving');
-    const status = await this._teardown(true, keepalive);
+    const status = await this._teardown(keepalive);
+    this.leaveStatus = status;
     this._setState('left');
     return status;
   }
 
-  async _teardown(remote, keepalive = false) {
+  async _teardown(keepalive = false) {
     let status = null;
     if (this.reqToken) {
       try {
@@ -564,7 +585,7 @@ export class Lobby {
           keepalive,
         });
         status = resp.status;
-        if (remote && status !== 204) this._log(`DELETE /whip answered ${status}`);
+        if (status !== 204) this._log(`DELETE /whip answered ${status}`);
       } catch (e) {
         this._log(`DELETE /whip failed: ${e.message}`);
       }
