@@ -25,6 +25,9 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 
 use crate::media::signal::{self, SignalMessage};
 
+/// Video frames written per loop wake-up at most (bounds catch-up bursts).
+const MAX_FRAMES_PER_WAKE: u32 = 64;
+
 /// Why the client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -443,7 +446,11 @@ impl MediaLoop {
             let now = Instant::now();
             if self.state.connected.load(Ordering::Acquire) {
                 let send_us = now.duration_since(started).as_micros() as u64;
-                if now >= next_video {
+                // Catch up on every frame that is due (high frame rates in
+                // tests and load runs), polling between writes as str0m's
+                // frame mode requires.
+                let mut burst = 0;
+                while now >= next_video && burst < MAX_FRAMES_PER_WAKE {
                     let keyframe = frame_no.is_multiple_of(u64::from(self.opts.gop.max(1)))
                         || std::mem::take(&mut self.keyframe_requested);
                     let frame =
@@ -455,6 +462,10 @@ impl MediaLoop {
                     self.write_media(true, now, ts, &frame);
                     frame_no += 1;
                     next_video += frame_interval;
+                    burst += 1;
+                    if self.poll().is_none() {
+                        return self.end();
+                    }
                 }
                 if now >= next_audio {
                     let samples = now.duration_since(started).as_millis() as u64 * 48;

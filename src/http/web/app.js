@@ -71,6 +71,7 @@ function onState(state) {
   document.body.dataset.state = state;
   const inLobby = state === 'joining' || state === 'joined' || state === 'leaving';
   for (const el of form.elements) el.disabled = inLobby;
+  form.hidden = state === 'joined' || state === 'leaving';
   $('controls').hidden = state !== 'joined';
   $('self').hidden = !inLobby;
   $('empty').hidden = !(state === 'joined' && lobby.list().length === 0);
@@ -112,6 +113,8 @@ form.addEventListener('submit', async (event) => {
   if (!form.reportValidity()) return;
   showError(null);
   lobby = new Lobby({
+    // The API lives beside the page (also behind a proxy path prefix).
+    base: location.pathname.replace(/\/[^/]*$/, ''),
     space: $('space').value.trim(),
     stream: $('stream').value.trim(),
     token: $('token').value.trim(),
