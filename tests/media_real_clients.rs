@@ -312,3 +312,48 @@ async fn aiortc_publishes_over_whip() {
     assert!(sent > 0, "packetsSent {sent}{}", report(&server, &json));
     assert_idle_soon(&server).await;
 }
+
+/// The lobby web page in three Chromium contexts (tests/clients/lobby_page.mjs):
+/// A and B decode each other; C joins and both decode C; tile labels are
+/// the userIds; C leaves and its tiles go; A mutes and B's tile shows it.
+#[tokio::test]
+async fn three_users_meet_on_the_lobby_page() {
+    let server = Server::start(ServerSpec::default()).await;
+    let Some(mut args) = Client::Chromium.command(&server, &[]) else {
+        return;
+    };
+    args.truncate(1);
+    let tokens = ["alice", "bob", "carol"]
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(user, key)| format!("{key}:{}", server.token(user)))
+        .collect::<Vec<_>>()
+        .join(",");
+    args.extend(
+        [
+            "tests/clients/lobby_page.mjs",
+            "--base",
+            &server.base,
+            "--space",
+            "demo",
+            "--stream",
+            "demo",
+            "--tokens",
+            &tokens,
+            "--scenario",
+            "three-users",
+        ]
+        .map(str::to_string),
+    );
+    let json = run_client(&args).await;
+    assert_eq!(json["ok"], true, "{}", report(&server, &json));
+    let checks = json["checks"].as_array().cloned().unwrap_or_default();
+    assert!(checks.len() >= 6, "every step was checked: {json}");
+    assert!(checks.iter().all(|c| c["ok"] == true), "{json}");
+    assert_eq!(
+        json["labels"].as_object().map(|l| l.is_empty()),
+        Some(false),
+        "{json}"
+    );
+    assert_idle_soon(&server).await;
+}

@@ -66,6 +66,9 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
     }
     cfg.route("/", web::get().to(web_page::index))
         .route("/index.html", web::get().to(web_page::index))
+        .route("/lobby.js", web::get().to(web_page::lobby_js))
+        .route("/app.js", web::get().to(web_page::app_js))
+        .route("/style.css", web::get().to(web_page::style_css))
         .route("/space/{space}/streams", web::get().to(streams::list))
         .service(
             web::resource("/space/{space}/stream/{stream}")

@@ -1,13 +1,44 @@
-//! The built-in web page, compiled into the binary.
+//! The built-in lobby page, compiled into the binary: `index.html`, the
+//! `lobby.js` module (WHIP/WHEP/signal logic), `app.js` (UI wiring) and
+//! `style.css`. No build step: the files in `web/` are served as they are.
 
 use actix_web::HttpResponse;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
+const LOBBY_JS: &str = include_str!("web/lobby.js");
+const APP_JS: &str = include_str!("web/app.js");
+const STYLE_CSS: &str = include_str!("web/style.css");
 
-/// `GET /`.
-pub(super) async fn index() -> HttpResponse {
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// A static asset: revalidated on every load (a new build replaces it),
+/// never sniffed as another type.
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
+        .content_type(content_type)
         .insert_header(("Cache-Control", "no-cache"))
-        .body(INDEX_HTML)
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(body)
+}
+
+/// `GET /` and `GET /index.html`.
+pub(super) async fn index() -> HttpResponse {
+    asset(HTML, INDEX_HTML)
+}
+
+/// `GET /lobby.js`.
+pub(super) async fn lobby_js() -> HttpResponse {
+    asset(JS, LOBBY_JS)
+}
+
+/// `GET /app.js`.
+pub(super) async fn app_js() -> HttpResponse {
+    asset(JS, APP_JS)
+}
+
+/// `GET /style.css`.
+pub(super) async fn style_css() -> HttpResponse {
+    asset(CSS, STYLE_CSS)
 }

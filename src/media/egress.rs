@@ -76,6 +76,9 @@ pub struct Egress {
     placeholders: Vec<(Mid, MediaKind)>,
     /// Source codecs of the tracks offered so far.
     sources: SourceCodecs,
+    /// The remote description is known (first answer applied, or the
+    /// connection started from the client's offer).
+    answered: bool,
 }
 
 fn str0m_kind(kind: MediaKind) -> StrMediaKind {
@@ -121,6 +124,7 @@ impl Egress {
             pending: Some(pending),
             placeholders,
             sources,
+            answered: false,
         };
         let sdp = egress.annotate(rtc, &offer.to_sdp_string());
         Ok((egress, sdp))
@@ -171,6 +175,7 @@ impl Egress {
             pending: None,
             placeholders: unused,
             sources,
+            answered: true,
         };
         let sdp = egress.annotate(rtc, &answer);
         Ok(Some((egress, sdp)))
@@ -287,6 +292,7 @@ impl Egress {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
+        self.answered = true;
         let mut opened = Vec::new();
         for (i, out) in self.outs.iter_mut().enumerate() {
             if out.open || out.stopped {
@@ -321,6 +327,15 @@ impl Egress {
             .filter(|(_, o)| o.open && !o.stopped)
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Whether the remote description is known. Until then connectivity
+    /// checks are not answered: a browser applies its answer (and starts
+    /// checking) before its PATCH arrives, and an early success makes it
+    /// send its DTLS ClientHello to a peer that cannot use it yet, which
+    /// costs a 1 s retransmit. Unanswered checks are simply retried.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// Whether an offer awaits an answer.

@@ -18,16 +18,19 @@ pub enum DropReason {
     PeerError,
     /// The send side could not take it (socket buffer full).
     SendBackpressure,
+    /// A connectivity check for a WHEP peer whose answer has not arrived.
+    Early,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 6] = [
+    const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::UnknownUfrag,
         DropReason::UnknownSource,
         DropReason::Rejected,
         DropReason::PeerError,
         DropReason::SendBackpressure,
+        DropReason::Early,
     ];
 
     fn label(self) -> &'static str {
@@ -38,6 +41,7 @@ impl DropReason {
             DropReason::Rejected => "rejected",
             DropReason::PeerError => "peer_error",
             DropReason::SendBackpressure => "send_backpressure",
+            DropReason::Early => "early_check",
         }
     }
 }
@@ -232,7 +236,7 @@ pub struct BoundMetrics {
     video_forwarded: IntCounter,
     audio_forwarded_bytes: IntCounter,
     video_forwarded_bytes: IntCounter,
-    dropped: [IntCounter; 6],
+    dropped: [IntCounter; 7],
     /// The families, for rare labelled counts.
     pub family: MediaMetrics,
 }

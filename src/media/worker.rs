@@ -252,6 +252,9 @@ impl Worker {
         if !peer.rtc.accepts(&input) {
             return self.metrics.dropped(DropReason::Rejected);
         }
+        if stun && peer.egress_mut().is_some_and(|e| !e.answered()) {
+            return self.metrics.dropped(DropReason::Early);
+        }
         let handled = self.drive(key, now, |peer, d| {
             let handled = peer.rtc.handle_input(input).is_ok();
             if stun && handled {
