@@ -4,7 +4,12 @@
 //! CPU per received packet (from /proc/PID/stat and the server's own
 //! packet counter) and memory per connected publisher (RSS growth).
 //!
-//! `cargo bench --bench whip_ingest -- [--publishers 20] [--seconds 5]`
+//! With `--subscribers S`, S more sessions (WHIP with only a signal
+//! channel, then server-offer WHEP) join after the publishers and receive
+//! every track: the report then adds forwarded subscriber-packets/s and
+//! server CPU per forwarded packet.
+//!
+//! `cargo bench --bench whip_ingest -- [--publishers 20] [--subscribers 0] [--seconds 5]`
 //! Figures are printed and written to target/whip_ingest.json; nothing is
 //! asserted (the machines are shared and noisy: compare ratios of one run).
 
@@ -12,16 +17,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vestibule::auth::TokenKeys;
+use vestibule::client::subscriber::Subscriber;
 use vestibule::client::{PublishOptions, Publisher};
 
 struct Args {
     publishers: usize,
+    subscribers: usize,
     seconds: u64,
 }
 
 fn args() -> Args {
     let mut a = Args {
         publishers: 20,
+        subscribers: 0,
         seconds: 5,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -30,6 +38,7 @@ fn args() -> Args {
         let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
         match (argv[i].as_str(), value) {
             ("--publishers", Some(v)) => a.publishers = v as usize,
+            ("--subscribers", Some(v)) => a.subscribers = v as usize,
             ("--seconds", Some(v)) => a.seconds = v,
             _ => {}
         }
@@ -60,7 +69,7 @@ fn rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
-async fn packets_received(base: &str) -> f64 {
+async fn metric_sum(base: &str, prefix: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .ok()
@@ -71,7 +80,7 @@ async fn packets_received(base: &str) -> f64 {
         None => String::new(),
     };
     text.lines()
-        .filter(|l| l.starts_with("vestibule_rtp_packets_received_total{"))
+        .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -84,7 +93,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn start_server(dir: &std::path::Path, port: u16, key: &str, publishers: usize) -> Child {
+async fn packets_received(base: &str) -> f64 {
+    metric_sum(base, "vestibule_rtp_packets_received_total{").await
+}
+
+async fn packets_forwarded(base: &str) -> f64 {
+    metric_sum(base, "vestibule_rtp_packets_forwarded_total{").await
+}
+
+fn start_server(dir: &std::path::Path, port: u16, key: &str, sessions: usize) -> Child {
     Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .arg("serve")
         .env("VESTIBULE__SERVER__HOST", "127.0.0.1")
@@ -94,13 +111,10 @@ fn start_server(dir: &std::path::Path, port: u16, key: &str, publishers: usize) 
         .env("VESTIBULE__MEDIA__BIND", "127.0.0.1")
         .env("VESTIBULE__MEDIA__PORT_BASE", "0")
         .env("VESTIBULE__HTTP__RATE_LIMIT_PER_IP", "0")
-        .env(
-            "VESTIBULE__LOBBY__MAX_SESSIONS",
-            (publishers + 1).to_string(),
-        )
+        .env("VESTIBULE__LOBBY__MAX_SESSIONS", (sessions + 1).to_string())
         .env(
             "VESTIBULE__LOBBY__MAX_TRACKS",
-            (2 * publishers + 2).to_string(),
+            (2 * sessions + 2).to_string(),
         )
         .env("VESTIBULE__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
@@ -118,7 +132,7 @@ async fn main() {
         .map(|a| a.port())
         .expect("port");
     let key = "bench-key-bench-key-bench-key-bench-key";
-    let mut server = start_server(&dir, port, key, args.publishers);
+    let mut server = start_server(&dir, port, key, args.publishers + args.subscribers);
     let pid = server.id();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
@@ -154,21 +168,82 @@ async fn main() {
     for p in &publishers {
         p.wait_connected(Duration::from_secs(10)).await;
     }
+    // Subscribers: a channel-only WHIP session each, then server-offer WHEP.
+    let mut subscribers = Vec::new();
+    let mut first_packet_ms = Vec::new();
+    for n in 0..args.subscribers {
+        let token = keys
+            .issue(
+                &format!("viewer-{n}"),
+                None,
+                false,
+                None,
+                Duration::from_secs(3600),
+            )
+            .expect("token");
+        let viewer = PublishOptions {
+            audio: false,
+            video: false,
+            ..PublishOptions::default()
+        };
+        let Ok(session) =
+            Publisher::connect(&base, "/space/demo/stream/demo/whip", &token, viewer).await
+        else {
+            eprintln!("subscriber {n}: whip failed");
+            continue;
+        };
+        session.wait_connected(Duration::from_secs(10)).await;
+        let started = Instant::now();
+        match Subscriber::connect(&base, "/space/demo/stream/demo/whep", &token).await {
+            Ok(sub) => {
+                let answered = started.elapsed();
+                sub.wait_connected(Duration::from_secs(5)).await;
+                if std::env::var("BENCH_DEBUG").is_ok() {
+                    eprintln!(
+                        "subscriber {n}: answered {answered:?}, connected {:?}",
+                        started.elapsed()
+                    );
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while sub
+                    .state
+                    .video_packets
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                first_packet_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                subscribers.push((session, sub));
+            }
+            Err(e) => eprintln!("subscriber {n}: {e}"),
+        }
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (cpu0, pkts0, t0) = (
+    let (cpu0, pkts0, fwd0, t0) = (
         cpu_seconds(pid),
         packets_received(&base).await,
+        packets_forwarded(&base).await,
         Instant::now(),
     );
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let (cpu1, pkts1, elapsed) = (
+    let (cpu1, pkts1, fwd1, elapsed) = (
         cpu_seconds(pid),
         packets_received(&base).await,
+        packets_forwarded(&base).await,
         t0.elapsed(),
     );
     let rss_after = rss_mb(pid);
 
     answer_ms.sort_by(f64::total_cmp);
+    first_packet_ms.sort_by(f64::total_cmp);
+    let forwarded = fwd1 - fwd0;
+    let cpu_us_per_forwarded = if forwarded > 0.0 {
+        (cpu1 - cpu0) * 1e6 / forwarded
+    } else {
+        0.0
+    };
     let packets = pkts1 - pkts0;
     let cpu_us_per_packet = if packets > 0.0 {
         (cpu1 - cpu0) * 1e6 / packets
@@ -189,6 +264,10 @@ async fn main() {
         "answer_ms": {"p50": percentile(&answer_ms, 0.5), "p99": percentile(&answer_ms, 0.99)},
         "server_rss_mb": rss_after,
         "mb_per_publisher": mb_per_publisher,
+        "subscribers": subscribers.len(),
+        "forwarded_pps": forwarded / elapsed.as_secs_f64(),
+        "server_cpu_us_per_forwarded_packet": cpu_us_per_forwarded,
+        "whep_to_first_packet_ms": {"p50": percentile(&first_packet_ms, 0.5), "p99": percentile(&first_packet_ms, 0.99)},
     });
     println!(
         "whip_ingest: {connected} publishers, {:.0} packets/s received",
@@ -203,8 +282,21 @@ async fn main() {
     println!(
         "  memory per connected publisher : {mb_per_publisher:.3} MB (RSS {rss_before:.1} -> {rss_after:.1} MB)"
     );
+    if !subscribers.is_empty() {
+        println!(
+            "  {} subscribers: {:.0} subscriber-packets/s forwarded, {cpu_us_per_forwarded:.2} µs server CPU per forwarded packet",
+            subscribers.len(),
+            forwarded / elapsed.as_secs_f64()
+        );
+        println!(
+            "  WHEP POST -> first video packet : p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&first_packet_ms, 0.5),
+            percentile(&first_packet_ms, 0.99)
+        );
+    }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/whip_ingest.json");
     let _ = std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap_or_default());
+    drop(subscribers);
     drop(publishers);
     let _ = server.kill();
     let _ = server.wait();

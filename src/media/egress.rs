@@ -319,6 +319,14 @@ impl Egress {
         self.outs.iter().position(|o| o.mid == mid && !o.stopped)
     }
 
+    /// Egress mids of open video outs.
+    pub fn open_video_mids(&self) -> impl Iterator<Item = Mid> + '_ {
+        self.outs
+            .iter()
+            .filter(|o| o.open && !o.stopped && o.track.kind == MediaKind::Video)
+            .map(|o| o.mid)
+    }
+
     /// Indexes of outs that are open (for route setup).
     pub fn open_outs(&self) -> Vec<usize> {
         self.outs

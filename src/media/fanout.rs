@@ -27,6 +27,11 @@ impl Worker {
                 let Some(peer) = self.peers.get_mut(subscriber) else {
                     continue;
                 };
+                // Before DTLS completes str0m drops what we write; keep the
+                // keyframe gate closed until then.
+                if !peer.is_connected() {
+                    continue;
+                }
                 let Role::Egress(egress) = &mut peer.role else {
                     continue;
                 };

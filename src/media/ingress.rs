@@ -304,6 +304,28 @@ impl Ingress {
         (added, removed)
     }
 
+    /// When a deferred keyframe request is due.
+    pub fn next_keyframe_due(&self) -> Option<Instant> {
+        self.keyframes.next_due()
+    }
+
+    /// Sends the deferred keyframe requests that are due; whether any went out.
+    pub fn fire_deferred_keyframes(
+        &mut self,
+        rtc: &mut Rtc,
+        now: Instant,
+        metrics: &BoundMetrics,
+    ) -> bool {
+        let due = self.keyframes.take_due(now);
+        for mid in &due {
+            if let Some(rx) = rtc.direct_api().stream_rx_by_mid(*mid, None) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+                metrics.family.keyframe_requests.inc();
+            }
+        }
+        !due.is_empty()
+    }
+
     /// The codec the publisher sends on `mid`, once a packet arrived.
     pub fn source_codec(&self, rtc: &Rtc, mid: Mid) -> Option<PayloadParams> {
         let pt = self.last_pt.get(&mid)?;
@@ -339,21 +361,59 @@ impl Ingress {
 
 /// At most one keyframe request per stream per [`KEYFRAME_THROTTLE`]: a
 /// storm of subscriber PLIs must not become a storm toward the publisher.
+/// A request inside the window is deferred to its end rather than dropped,
+/// so a subscriber joining right after another still gets its keyframe
+/// within the window instead of waiting for the publisher's next GOP.
 #[derive(Debug, Default)]
 pub struct KeyframeThrottle {
     last: HashMap<Mid, Instant>,
+    deferred: Vec<Mid>,
 }
 
 impl KeyframeThrottle {
-    /// Whether a request for `mid` may go out now (and records it if so).
+    /// Whether a request for `mid` may go out now (and records it if so);
+    /// otherwise it is deferred to the end of the window.
     pub fn allow(&mut self, mid: Mid, now: Instant) -> bool {
         match self.last.get(&mid) {
-            Some(last) if now.saturating_duration_since(*last) < KEYFRAME_THROTTLE => false,
+            Some(last) if now.saturating_duration_since(*last) < KEYFRAME_THROTTLE => {
+                if !self.deferred.contains(&mid) {
+                    self.deferred.push(mid);
+                }
+                false
+            }
             _ => {
                 self.last.insert(mid, now);
+                self.deferred.retain(|m| *m != mid);
                 true
             }
         }
+    }
+
+    /// When the earliest deferred request may go out.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.deferred
+            .iter()
+            .filter_map(|m| self.last.get(m).map(|t| *t + KEYFRAME_THROTTLE))
+            .min()
+    }
+
+    /// Deferred requests whose window ended by `now` (now recorded as sent).
+    pub fn take_due(&mut self, now: Instant) -> Vec<Mid> {
+        let due: Vec<Mid> = self
+            .deferred
+            .iter()
+            .copied()
+            .filter(|m| {
+                self.last
+                    .get(m)
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= KEYFRAME_THROTTLE)
+            })
+            .collect();
+        for mid in &due {
+            self.last.insert(*mid, now);
+        }
+        self.deferred.retain(|m| !due.contains(m));
+        due
     }
 }
 
@@ -441,6 +501,27 @@ mod tests {
                 ("0".to_string(), MediaKind::Audio),
                 ("4".to_string(), MediaKind::Video)
             ]
+        );
+    }
+
+    #[test]
+    fn throttled_requests_are_deferred_to_the_end_of_the_window() {
+        let mut t = KeyframeThrottle::default();
+        let start = Instant::now();
+        let mid = Mid::from("0");
+        assert!(t.allow(mid, start));
+        assert!(!t.allow(mid, start + Duration::from_millis(100)));
+        assert!(
+            !t.allow(mid, start + Duration::from_millis(200)),
+            "deferred once"
+        );
+        assert_eq!(t.next_due(), Some(start + KEYFRAME_THROTTLE));
+        assert!(t.take_due(start + Duration::from_millis(499)).is_empty());
+        assert_eq!(t.take_due(start + KEYFRAME_THROTTLE), vec![mid]);
+        assert_eq!(t.next_due(), None);
+        assert!(
+            !t.allow(mid, start + Duration::from_millis(600)),
+            "the deferred one counts as sent"
         );
     }
 }

@@ -161,8 +161,13 @@ impl Peer {
             None => next = next.min(self.answered_at + self.limits.connect_timeout),
             Some(at) => {
                 next = next.min(self.last_activity + self.limits.ice_timeout);
-                if matches!(&self.role, Role::Ingress(i) if i.choosing_signal()) {
-                    next = next.min(at + SIGNAL_FALLBACK);
+                if let Role::Ingress(i) = &self.role {
+                    if i.choosing_signal() {
+                        next = next.min(at + SIGNAL_FALLBACK);
+                    }
+                    if let Some(due) = i.next_keyframe_due() {
+                        next = next.min(due);
+                    }
                 }
             }
         }
@@ -192,6 +197,9 @@ impl Peer {
                 }
             }
             _ => {}
+        }
+        if let Role::Ingress(i) = &mut self.role {
+            i.fire_deferred_keyframes(&mut self.rtc, now, d.metrics);
         }
         if self.rtc_timeout <= now && self.rtc.handle_input(str0m::Input::Timeout(now)).is_err() {
             self.lost = Some(PeerLoss::Vanished);
@@ -244,8 +252,12 @@ impl Peer {
                     self.last_activity = now;
                     let setup = now.duration_since(self.answered_at);
                     d.metrics.family.setup_seconds.observe(setup.as_secs_f64());
-                    if self.is_ingress() {
-                        self.events.do_send(MediaEvent::Connected { setup });
+                    match &self.role {
+                        Role::Ingress(_) => self.events.do_send(MediaEvent::Connected { setup }),
+                        // Packets written before DTLS completes are lost: ask
+                        // the publishers for a keyframe now, so the first
+                        // forwarded frame is one the subscriber can decode.
+                        Role::Egress(egress) => d.keyframes_wanted.extend(egress.open_video_mids()),
                     }
                 }
             }
