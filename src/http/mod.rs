@@ -48,6 +48,20 @@ fn not_allowed(allow: &'static str) -> actix_web::Route {
     web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
 }
 
+/// `OPTIONS` on a WHIP or WHEP endpoint (RFC 9725): what POST takes; never ICE servers.
+async fn options_endpoint() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Accept-Post", body::SDP))
+        .finish()
+}
+
+/// `OPTIONS` on a WHIP or WHEP resource: what PATCH takes.
+async fn options_resource() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Accept-Patch", format!("{}, {}", body::SDP, body::SDPFRAG)))
+        .finish()
+}
+
 async fn no_content() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
@@ -82,7 +96,7 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
                 .route(web::post().to(whip::create))
                 .route(web::delete().to(whip::delete_alias))
                 .route(web::get().to(no_content))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options_endpoint))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_endpoint))
                 .default_service(not_allowed(WHIP_ENDPOINT_ALLOW)),
         )
         .service(
@@ -90,7 +104,7 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
                 .route(web::patch().to(whip::patch_resource))
                 .route(web::delete().to(whip::delete_resource))
                 .route(web::get().to(no_content))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options_resource))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_resource))
                 .default_service(not_allowed(WHIP_RESOURCE_ALLOW)),
         )
         .service(
@@ -100,7 +114,7 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
                 .route(web::delete().to(whep::delete_alias))
                 .route(web::get().to(no_content))
                 .route(web::head().to(whep::head))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whep::options_endpoint))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_endpoint))
                 .default_service(not_allowed(WHEP_ENDPOINT_ALLOW)),
         )
         .service(
@@ -109,7 +123,7 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
                 .route(web::delete().to(whep::delete_resource))
                 .route(web::get().to(no_content))
                 .route(web::head().to(whep::head))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whep::options_resource))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_resource))
                 .default_service(not_allowed(WHEP_RESOURCE_ALLOW)),
         );
     cfg.service(

@@ -237,17 +237,3 @@ pub(super) async fn head() -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, SDP))
         .finish()
 }
-
-/// `OPTIONS /whep`.
-pub(super) async fn options_endpoint() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("Accept-Post", SDP))
-        .finish()
-}
-
-/// `OPTIONS {whep Location}`.
-pub(super) async fn options_resource() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("Accept-Patch", format!("{SDP}, {SDPFRAG}")))
-        .finish()
-}

@@ -214,17 +214,3 @@ pub(super) async fn patch_resource(
         "trickle ICE is not built in this version",
     ))
 }
-
-/// `OPTIONS /whip`.
-pub(super) async fn options_endpoint() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("Accept-Post", SDP))
-        .finish()
-}
-
-/// `OPTIONS {whip Location}`.
-pub(super) async fn options_resource() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("Accept-Patch", format!("{SDP}, {SDPFRAG}")))
-        .finish()
-}

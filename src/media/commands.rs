@@ -254,18 +254,7 @@ impl Worker {
         events: Recipient<MediaEvent>,
         now: Instant,
     ) -> Result<String, MediaError> {
-        if let Some(old) = self.egress_of.get(&session).copied() {
-            self.close_peer(old, now);
-        }
-        let creds = new_credentials();
-        let ufrag = creds.ufrag.clone();
-        let mut rtc = build_rtc(&self.codecs, &self.cert, creds, &self.candidates, now);
-        // Only tracks whose publisher sits on this worker can be forwarded.
-        let tracks = tracks
-            .into_iter()
-            .filter(|t| self.ingress_of.contains_key(&t.publisher))
-            .collect::<Vec<_>>();
-        let sources = self.source_codecs(&tracks);
+        let (mut rtc, ufrag, tracks, sources) = self.new_egress_rtc(session, tracks, now);
         let (egress, offer) = Egress::offer(&mut rtc, tracks, sources)?;
         let owner = PeerOwner {
             session,
@@ -291,17 +280,7 @@ impl Worker {
         tracks: Vec<EgressTrack>,
         now: Instant,
     ) -> Result<Option<String>, MediaError> {
-        if let Some(old) = self.egress_of.get(&owner.session).copied() {
-            self.close_peer(old, now);
-        }
-        let creds = new_credentials();
-        let ufrag = creds.ufrag.clone();
-        let mut rtc = build_rtc(&self.codecs, &self.cert, creds, &self.candidates, now);
-        let tracks = tracks
-            .into_iter()
-            .filter(|t| self.ingress_of.contains_key(&t.publisher))
-            .collect::<Vec<_>>();
-        let sources = self.source_codecs(&tracks);
+        let (mut rtc, ufrag, tracks, sources) = self.new_egress_rtc(owner.session, tracks, now);
         let Some((egress, answer)) =
             Egress::answer_client_offer(&mut rtc, offer, tracks, sources, now)?
         else {
@@ -399,6 +378,29 @@ impl Worker {
         self.metrics.family.signal_message("out", "offer");
         self.send_signal(session, message.clone(), now);
         Ok(Some(message))
+    }
+
+    /// A fresh WHEP `Rtc` for `session` (closing any previous one), with the
+    /// tracks this worker can forward and their source codecs.
+    fn new_egress_rtc(
+        &mut self,
+        session: SessionId,
+        tracks: Vec<EgressTrack>,
+        now: Instant,
+    ) -> (str0m::Rtc, String, Vec<EgressTrack>, SourceCodecs) {
+        if let Some(old) = self.egress_of.get(&session).copied() {
+            self.close_peer(old, now);
+        }
+        let creds = new_credentials();
+        let ufrag = creds.ufrag.clone();
+        let rtc = build_rtc(&self.codecs, &self.cert, creds, &self.candidates, now);
+        // Only tracks whose publisher sits on this worker can be forwarded.
+        let tracks: Vec<EgressTrack> = tracks
+            .into_iter()
+            .filter(|t| self.ingress_of.contains_key(&t.publisher))
+            .collect();
+        let sources = self.source_codecs(&tracks);
+        (rtc, ufrag, tracks, sources)
     }
 
     /// The codec each track's publisher currently sends, where known.

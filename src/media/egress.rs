@@ -363,32 +363,8 @@ impl Egress {
 /// The audio/video m-lines of an answer on which we send (enabled and
 /// `sendonly` or `sendrecv` from our side), with their mids.
 fn sending_sections(answer: &str) -> Vec<(Mid, MediaKind)> {
-    let mut out = Vec::new();
-    let mut section: Option<(MediaKind, bool, Option<Mid>, bool)> = None;
-    let mut finish = |section: Option<(MediaKind, bool, Option<Mid>, bool)>| {
-        if let Some((kind, true, Some(mid), true)) = section {
-            out.push((mid, kind));
-        }
-    };
-    for line in answer.lines().map(str::trim_end) {
-        if let Some(m) = line.strip_prefix("m=") {
-            finish(section.take());
-            let mut parts = m.split_whitespace();
-            let kind = match parts.next() {
-                Some("audio") => Some(MediaKind::Audio),
-                Some("video") => Some(MediaKind::Video),
-                _ => None,
-            };
-            let enabled = parts.next().is_some_and(|port| port != "0");
-            section = kind.map(|k| (k, enabled, None, false));
-        } else if let Some(s) = section.as_mut() {
-            if let Some(mid) = line.strip_prefix("a=mid:") {
-                s.2 = Some(Mid::from(mid));
-            } else if line == "a=sendonly" || line == "a=sendrecv" {
-                s.3 = true;
-            }
-        }
-    }
-    finish(section);
-    out
+    sdp_meta::sections_in_direction(answer, &["a=sendonly", "a=sendrecv"])
+        .into_iter()
+        .map(|(mid, kind)| (Mid::from(mid.as_str()), kind))
+        .collect()
 }

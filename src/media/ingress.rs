@@ -420,35 +420,7 @@ impl KeyframeThrottle {
 /// The audio/video sections of an answer on which we receive: enabled
 /// (port not 0) and `recvonly` or `sendrecv` from our side.
 pub fn receiving_sections(answer: &str) -> Vec<(String, MediaKind)> {
-    let mut out = Vec::new();
-    // (kind, enabled, mid, receiving) of the section being read.
-    let mut section: Option<(MediaKind, bool, Option<String>, bool)> = None;
-    let mut finish = |section: Option<(MediaKind, bool, Option<String>, bool)>| {
-        if let Some((kind, true, Some(mid), true)) = section {
-            out.push((mid, kind));
-        }
-    };
-    for line in answer.lines().map(str::trim_end) {
-        if let Some(m) = line.strip_prefix("m=") {
-            finish(section.take());
-            let mut parts = m.split_whitespace();
-            let kind = match parts.next() {
-                Some("audio") => Some(MediaKind::Audio),
-                Some("video") => Some(MediaKind::Video),
-                _ => None,
-            };
-            let enabled = parts.next().is_some_and(|port| port != "0");
-            section = kind.map(|k| (k, enabled, None, false));
-        } else if let Some(s) = section.as_mut() {
-            if let Some(mid) = line.strip_prefix("a=mid:") {
-                s.2 = Some(mid.to_string());
-            } else if line == "a=recvonly" || line == "a=sendrecv" {
-                s.3 = true;
-            }
-        }
-    }
-    finish(section);
-    out
+    sdp_meta::sections_in_direction(answer, &["a=recvonly", "a=sendrecv"])
 }
 
 /// Control-plane metadata of the offered sections.

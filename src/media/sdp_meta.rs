@@ -17,7 +17,7 @@
 //! section. The session-level `i=` is part of str0m's session grammar and is
 //! left alone.
 
-use vestibule_actors::snapshot::Purpose;
+use vestibule_actors::snapshot::{MediaKind, Purpose};
 
 /// Longest SDP line accepted, in bytes. Real lines stay far below this
 /// (the longest are `a=fmtp` and `a=candidate`, a few hundred bytes); the cap
@@ -82,8 +82,8 @@ impl SectionKind {
     }
 
     /// The track kind, for sections that carry a track.
-    pub fn media_kind(self) -> Option<vestibule_actors::snapshot::MediaKind> {
-        use vestibule_actors::snapshot::MediaKind;
+    pub fn media_kind(self) -> Option<MediaKind> {
+        use MediaKind;
         match self {
             SectionKind::Audio => Some(MediaKind::Audio),
             SectionKind::Video => Some(MediaKind::Video),
@@ -523,10 +523,46 @@ pub fn restrict_codecs(sdp: &str, allowed_of: impl Fn(&str) -> Option<Vec<u8>>) 
     out
 }
 
+/// The enabled (port not 0) audio/video sections of an SDP whose direction
+/// attribute is one of `directions` (e.g. `["a=recvonly", "a=sendrecv"]`),
+/// as (mid, kind).
+pub fn sections_in_direction(sdp: &str, directions: &[&str]) -> Vec<(String, MediaKind)> {
+    use MediaKind;
+    let mut out = Vec::new();
+    // (kind, enabled, mid, direction matches) of the section being read.
+    let mut section: Option<(MediaKind, bool, Option<String>, bool)> = None;
+    let mut finish = |section: Option<(MediaKind, bool, Option<String>, bool)>| {
+        if let Some((kind, true, Some(mid), true)) = section {
+            out.push((mid, kind));
+        }
+    };
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(section.take());
+            let mut parts = m.split_whitespace();
+            let kind = match parts.next() {
+                Some("audio") => Some(MediaKind::Audio),
+                Some("video") => Some(MediaKind::Video),
+                _ => None,
+            };
+            let enabled = parts.next().is_some_and(|port| port != "0");
+            section = kind.map(|k| (k, enabled, None, false));
+        } else if let Some(s) = section.as_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                s.2 = Some(mid.to_string());
+            } else if directions.contains(&line) {
+                s.3 = true;
+            }
+        }
+    }
+    finish(section);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vestibule_actors::snapshot::MediaKind;
+    use MediaKind;
 
     const FINGERPRINT: &str = "sha-256 \
         6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:\
