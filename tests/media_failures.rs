@@ -489,3 +489,34 @@ async fn a_channel_with_another_label_becomes_the_signal_channel_after_two_secon
     }
     assert!(ok, "after the 2 s fallback the channel carries signalling");
 }
+
+#[tokio::test]
+async fn a_join_whose_offers_would_not_fit_the_signal_channel_gets_429() {
+    let server = Server::start(ServerSpec::default()).await;
+    assert_eq!(
+        post(&server, "dev", offer(1, 1, true, false))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let base = offer(1, 1, true, false);
+    let small = match base.lines().find(|l| l.starts_with("a=max-message-size:")) {
+        Some(line) => base.replace(line, "a=max-message-size:4000"),
+        None => base.replace("a=sctp-port:", "a=max-message-size:4000\r\na=sctp-port:"),
+    };
+    assert!(small.contains("a=max-message-size:4000"));
+    let r = post(&server, "bob", small).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "four m-lines cannot fit 4000 bytes"
+    );
+    assert!(r.text().await.unwrap_or_default().contains("lobby-full"));
+    assert_eq!(
+        post(&server, "carol", offer(1, 1, true, false))
+            .await
+            .status(),
+        StatusCode::CREATED,
+        "a default peer fits"
+    );
+}

@@ -10,135 +10,14 @@
 mod common;
 
 use std::future::Future;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::clients::{
+    AUDIO_PACKETS, Client, VIDEO_PACKETS, assert_idle_soon, lobby_page_args, metric, report,
+    run_client,
+};
 use common::{Server, ServerSpec};
 use serde_json::Value;
-
-const VIDEO_PACKETS: &str = "vestibule_rtp_packets_received_total{kind=\"video\"}";
-const AUDIO_PACKETS: &str = "vestibule_rtp_packets_received_total{kind=\"audio\"}";
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A third-party publisher under `tests/clients`.
-#[derive(Debug, Clone, Copy)]
-enum Client {
-    Chromium,
-    Aiortc,
-}
-
-impl Client {
-    /// What must exist (relative to the crate root) for the client to run.
-    fn installed_marker(self) -> &'static str {
-        match self {
-            Client::Chromium => "tests/clients/node_modules/playwright-core",
-            Client::Aiortc => "tests/clients/.venv/bin/python",
-        }
-    }
-
-    /// Program and script, relative to the crate root.
-    fn program(self) -> [&'static str; 2] {
-        match self {
-            Client::Chromium => ["node", "tests/clients/chromium_whip.mjs"],
-            Client::Aiortc => [
-                "tests/clients/.venv/bin/python",
-                "tests/clients/aiortc_whip.py",
-            ],
-        }
-    }
-
-    /// The full command line publishing into demo/demo as `dev`, or `None`
-    /// (after saying so on stderr) when the client is not installed and
-    /// this is not CI. Under `CI=true` a missing client fails the test.
-    fn command(self, server: &Server, extra: &[&str]) -> Option<Vec<String>> {
-        let marker = Path::new(env!("CARGO_MANIFEST_DIR")).join(self.installed_marker());
-        if !marker.exists() {
-            let hint = "run scripts/setup-test-deps.sh";
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{self:?} client missing under CI=true: {} not found ({hint})",
-                marker.display()
-            );
-            eprintln!(
-                "SKIPPED: {self:?} client not installed ({} not found; {hint})",
-                marker.display()
-            );
-            return None;
-        }
-        let token = server.token("dev");
-        let mut args: Vec<String> = self.program().iter().map(|s| s.to_string()).collect();
-        for a in [
-            "--base",
-            server.base.as_str(),
-            "--space",
-            "demo",
-            "--stream",
-            "demo",
-            "--token",
-            token.as_str(),
-            "--seconds",
-            "2",
-        ]
-        .iter()
-        .chain(extra)
-        {
-            args.push(a.to_string());
-        }
-        Some(args)
-    }
-}
-
-/// Runs a client command line (program first) from the crate root and
-/// returns its one JSON line, with `exitCode` and `stderr` added. Panics
-/// when it does not finish within [`CLIENT_TIMEOUT`] or prints no JSON.
-async fn run_client(args: &[String]) -> Value {
-    let output = tokio::process::Command::new(&args[0])
-        .args(&args[1..])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(CLIENT_TIMEOUT, output)
-        .await
-        .unwrap_or_else(|_| panic!("{} ran longer than {CLIENT_TIMEOUT:?}", args[1]))
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", args[0]));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
-    let mut json: Value = line
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{} printed no JSON line ({}).\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                args[1], output.status
-            )
-        });
-    json["exitCode"] = output.status.code().into();
-    json["stderr"] = stderr.into_owned().into();
-    json
-}
-
-/// The sum of the samples of one series in `/metrics`: an exact series with
-/// labels (`name{k="v"}`), or every label set of a bare `name`.
-async fn metric(server: &Server, series: &str) -> f64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(s, _)| {
-            *s == series || (!series.contains('{') && s.starts_with(&format!("{series}{{")))
-        })
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
 
 /// Drives `run` (a client run) to completion while reading `series` from
 /// `/metrics` before it starts and every 200 ms while it runs, until every
@@ -188,15 +67,6 @@ async fn publish(server: &Server, client: Client, extra: &[&str]) -> Option<(Val
         wait_metric_growth(server, &[VIDEO_PACKETS, AUDIO_PACKETS], run_client(&args)).await;
     eprintln!("{client:?} run took {:?}", started.elapsed());
     Some((json, growth[0], growth[1]))
-}
-
-/// What to show when an assertion fails: the client's JSON and the server's logs.
-fn report(server: &Server, json: &Value) -> String {
-    format!(
-        "\nclient JSON: {}\nserver logs:\n{}",
-        serde_json::to_string_pretty(json).unwrap_or_default(),
-        server.logs()
-    )
 }
 
 /// The assertions every successful publish shares: 201, connected, and
@@ -254,25 +124,6 @@ fn assert_session_details(server: &Server, json: &Value) {
     );
 }
 
-/// Within 2 s of the client's exit the server holds no session and no peer.
-async fn assert_idle_soon(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let sessions = metric(server, "vestibule_sessions").await;
-        let peers = metric(server, "vestibule_media_peers").await;
-        if sessions == 0.0 && peers == 0.0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "2 s after the client left: vestibule_sessions {sessions}, \
-             vestibule_media_peers {peers}\nserver logs:\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn chromium_publishes_over_whip_with_a_signal_channel() {
     let server = Server::start(ServerSpec::default()).await;
@@ -319,32 +170,13 @@ async fn aiortc_publishes_over_whip() {
 #[tokio::test]
 async fn three_users_meet_on_the_lobby_page() {
     let server = Server::start(ServerSpec::default()).await;
-    let Some(mut args) = Client::Chromium.command(&server, &[]) else {
+    let Some(args) = lobby_page_args(
+        &server,
+        &[("a", "alice"), ("b", "bob"), ("c", "carol")],
+        "three-users",
+    ) else {
         return;
     };
-    args.truncate(1);
-    let tokens = ["alice", "bob", "carol"]
-        .iter()
-        .zip(["a", "b", "c"])
-        .map(|(user, key)| format!("{key}:{}", server.token(user)))
-        .collect::<Vec<_>>()
-        .join(",");
-    args.extend(
-        [
-            "tests/clients/lobby_page.mjs",
-            "--base",
-            &server.base,
-            "--space",
-            "demo",
-            "--stream",
-            "demo",
-            "--tokens",
-            &tokens,
-            "--scenario",
-            "three-users",
-        ]
-        .map(str::to_string),
-    );
     let json = run_client(&args).await;
     assert_eq!(json["ok"], true, "{}", report(&server, &json));
     let checks = json["checks"].as_array().cloned().unwrap_or_default();
@@ -355,5 +187,109 @@ async fn three_users_meet_on_the_lobby_page() {
         Some(false),
         "{json}"
     );
+    assert_idle_soon(&server).await;
+}
+
+/// A Chromium publisher (chromium_whip.mjs, `dev`, 8 s) in demo/demo and
+/// aiortc as another lobby user (tests/clients/aiortc_whep_viewer.py): WHIP
+/// with only a `signal` data channel, then client-offer WHEP with recvonly
+/// audio + video; aiortc decodes the publisher's video and audio.
+#[tokio::test]
+async fn aiortc_views_a_chromium_publisher_over_whep() {
+    let server = Server::start(ServerSpec::default()).await;
+    let Some(publisher) = Client::Chromium.command(&server, &["--seconds", "8"]) else {
+        return;
+    };
+    let Some(mut viewer) = Client::Aiortc.command(&server, &[]) else {
+        return;
+    };
+    viewer.truncate(1);
+    let token = server.token("viewer");
+    viewer.extend(
+        [
+            "tests/clients/aiortc_whep_viewer.py",
+            "--base",
+            &server.base,
+            "--space",
+            "demo",
+            "--stream",
+            "demo",
+            "--token",
+            &token,
+            "--seconds",
+            "4",
+        ]
+        .map(str::to_string),
+    );
+    let started = Instant::now();
+    let view = async {
+        // Wait until the publisher's video reaches the server.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metric(&server, VIDEO_PACKETS).await == 0.0 {
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("publisher's video arrived after {:?}", started.elapsed());
+        Some(run_client(&viewer).await)
+    };
+    let (published, viewed) = tokio::join!(run_client(&publisher), view);
+    eprintln!("both clients done after {:?}", started.elapsed());
+    let Some(viewed) = viewed else {
+        panic!(
+            "no video from the publisher within 20 s{}",
+            report(&server, &published)
+        );
+    };
+    eprintln!(
+        "viewer: frames {} first frame ms {} timings {}; keyframe requests {} (throttled {})",
+        viewed["frames"],
+        viewed["firstFrameMs"],
+        viewed["timings"],
+        metric(&server, "vestibule_keyframe_requests_total").await,
+        metric(&server, "vestibule_keyframe_requests_throttled_total").await,
+    );
+    assert_eq!(viewed["whipStatus"], 201, "{}", report(&server, &viewed));
+    assert_eq!(viewed["whepStatus"], 201, "{}", report(&server, &viewed));
+    assert_eq!(viewed["dcOpen"], true, "{}", report(&server, &viewed));
+    assert_eq!(
+        viewed["whepConnected"],
+        true,
+        "{}",
+        report(&server, &viewed)
+    );
+    let video = viewed["frames"]["video"].as_u64().unwrap_or(0);
+    let audio = viewed["frames"]["audio"].as_u64().unwrap_or(0);
+    assert!(
+        video > 10,
+        "video frames {video}{}",
+        report(&server, &viewed)
+    );
+    assert!(
+        audio > 10,
+        "audio frames {audio}{}",
+        report(&server, &viewed)
+    );
+    assert_eq!(viewed["exitCode"], 0, "{}", report(&server, &viewed));
+    assert_eq!(
+        viewed["whepDeleteStatus"],
+        200,
+        "{}",
+        report(&server, &viewed)
+    );
+    assert_eq!(
+        viewed["whipDeleteStatus"],
+        200,
+        "{}",
+        report(&server, &viewed)
+    );
+    assert_eq!(
+        published["connected"],
+        true,
+        "{}",
+        report(&server, &published)
+    );
+    assert_eq!(published["exitCode"], 0, "{}", report(&server, &published));
     assert_idle_soon(&server).await;
 }

@@ -28,6 +28,21 @@ struct Member {
     record: Arc<SessionRecord>,
     /// Published tracks in publish order.
     tracks: Vec<TrackId>,
+    /// Largest signal-channel message the member accepts (its SCTP
+    /// `a=max-message-size`): server offers must fit in it.
+    max_message_size: usize,
+}
+
+/// `a=max-message-size` when a peer does not say (API.md "Limits").
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Conservative size of one egress m-line (source codec + RTX, `i=`, msid,
+/// candidates) plus the session part, for the offer-size check at join.
+const OFFER_BYTES_PER_TRACK: usize = 1500;
+const OFFER_BYTES_BASE: usize = 2000;
+
+/// Estimated size of a server offer carrying `tracks` m-lines, as a signal message.
+pub fn estimated_offer_bytes(tracks: usize) -> usize {
+    OFFER_BYTES_BASE + tracks * OFFER_BYTES_PER_TRACK
 }
 
 /// One published track.
@@ -276,6 +291,7 @@ impl Lobby {
             Member {
                 record: Arc::clone(&record),
                 tracks: Vec::new(),
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             },
         );
         self.order.push(session_id);
@@ -530,6 +546,8 @@ pub struct OpenIngress {
     pub offer: String,
     /// Metadata of the offered sections.
     pub sections: Vec<IngressSection>,
+    /// The offer's `a=max-message-size` (default 64 KiB).
+    pub max_message_size: usize,
 }
 
 impl Handler<OpenIngress> for Lobby {
@@ -569,7 +587,19 @@ impl Handler<OpenIngress> for Lobby {
                 if !act.members.contains_key(&session) {
                     return Err(OpenIngressError::SessionGone);
                 }
-                if act.tracks.len() + answer.media.len() > act.plane.policy.max_tracks {
+                let total = act.tracks.len() + answer.media.len();
+                if let Some(member) = act.members.get_mut(&session) {
+                    member.max_message_size = msg.max_message_size;
+                }
+                // Every member's offers must fit its signal channel (API.md
+                // "Limits": lobby.max_tracks also covers max-message-size).
+                let smallest = act
+                    .members
+                    .values()
+                    .map(|m| m.max_message_size)
+                    .min()
+                    .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+                if total > act.plane.policy.max_tracks || estimated_offer_bytes(total) > smallest {
                     act.plane
                         .metrics
                         .tracks_refused

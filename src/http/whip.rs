@@ -48,6 +48,12 @@ pub(super) async fn create(
         )));
     }
     let sections = ingress_sections(&prepared);
+    // 0 means "no limit" (RFC 8841); otherwise server offers must fit.
+    let max_message_size = match sdp_meta::max_message_size(&prepared.sdp) {
+        Some(0) => usize::MAX,
+        Some(n) => n,
+        None => vestibule_actors::lobby::DEFAULT_MAX_MESSAGE_SIZE,
+    };
     let ticket = state
         .registry
         .send(JoinLobby {
@@ -64,6 +70,7 @@ pub(super) async fn create(
             session: record.session_id,
             offer: prepared.sdp,
             sections,
+            max_message_size,
         })
         .timeout(CREATE_TIMEOUT)
         .await;

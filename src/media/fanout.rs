@@ -155,7 +155,14 @@ impl Worker {
             .entry((publisher, source_mid))
             .or_default()
             .push((subscriber, out_index));
-        if video {
+        // A subscriber that is not connected yet asks when it connects
+        // (peer.rs): a keyframe sent before DTLS completes is lost, and an
+        // early request would only push the useful one into the throttle.
+        let connected = self
+            .peers
+            .get_mut(subscriber)
+            .is_some_and(|p| p.is_connected());
+        if video && connected {
             self.request_keyframe(publisher, source_mid, now);
         }
     }

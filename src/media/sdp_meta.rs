@@ -523,6 +523,14 @@ pub fn restrict_codecs(sdp: &str, allowed_of: impl Fn(&str) -> Option<Vec<u8>>) 
     out
 }
 
+/// The `a=max-message-size` of an SDP (the SCTP message limit of its data
+/// channels), if it states one.
+pub fn max_message_size(sdp: &str) -> Option<usize> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=max-message-size:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The enabled (port not 0) audio/video sections of an SDP whose direction
 /// attribute is one of `directions` (e.g. `["a=recvonly", "a=sendrecv"]`),
 /// as (mid, kind).

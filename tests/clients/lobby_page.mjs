@@ -5,8 +5,8 @@
 //
 //   node tests/clients/lobby_page.mjs --base http://127.0.0.1:PORT \
 //       --space S --stream ID --tokens a:JWT,b:JWT,c:JWT \
-//       [--scenario three-users|bad-token|lobby-full|devices|connection-lost] \
-//       [--timeout 90] \
+//       [--scenario three-users|bad-token|lobby-full|devices|connection-lost|two-users-loss] \
+//       [--timeout 90] [--loss-seconds 4] \
 //       [--screenshot FILE.png] [--web-dir DIR] [--verbose]
 //
 // Each user opens `${base}/?space=S&stream=ID#token=JWT`, clicks Join, and is
@@ -28,6 +28,13 @@
 //   devices (2 tokens): A and B join; A picks another microphone in the
 //     select (RTCRtpSender.replaceTrack, no renegotiation) and B keeps
 //     receiving A's audio.
+//   two-users-loss (2 tokens; the caller impairs the network, e.g. netem
+//     loss 3% on lo): A and B join; B decodes A's video; then B's inbound-rtp
+//     video from A is sampled (framesDecoded, nackCount, packetsLost,
+//     packetsReceived, ...) --loss-seconds (default 4) apart, into
+//     "loss": {"first": {...}, "second": {...}}. Checks: framesDecoded rose
+//     between the samples, and nackCount > 0 by the second sample (polled up
+//     to 10 s more, so a low loss rate still shows).
 //   connection-lost (1 token): joins, prints "joined" on stderr, then waits
 //     up to 60 s for the connection-lost error (the caller stops the server
 //     or cuts the network).
@@ -93,6 +100,7 @@ function parseCli() {
       tokens: { type: 'string' },
       scenario: { type: 'string', default: 'three-users' },
       timeout: { type: 'string', default: '90' },
+      'loss-seconds': { type: 'string', default: '4' },
       screenshot: { type: 'string' },
       'web-dir': { type: 'string' },
       verbose: { type: 'boolean', default: false },
@@ -109,8 +117,8 @@ function parseCli() {
     const token = pair.slice(i + 1);
     return { name: pair.slice(0, i), token, userId: userIdOf(token) };
   });
-  const need = { 'three-users': 3, 'bad-token': 1, 'lobby-full': 2, 'connection-lost': 1, devices: 2 }[values.scenario];
-  if (!need) throw new Error(`--scenario must be one of: three-users, bad-token, lobby-full, connection-lost, devices`);
+  const need = { 'three-users': 3, 'bad-token': 1, 'lobby-full': 2, 'connection-lost': 1, devices: 2, 'two-users-loss': 2 }[values.scenario];
+  if (!need) throw new Error(`--scenario must be one of: three-users, bad-token, lobby-full, connection-lost, devices, two-users-loss`);
   if (users.length < need) throw new Error(`--scenario ${values.scenario} needs ${need} tokens`);
   const timeout = Number(values.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0) throw new Error('--timeout must be a number > 0');
@@ -124,6 +132,7 @@ function parseCli() {
     users,
     scenario: values.scenario,
     timeoutMs: Math.round(timeout * 1000),
+    lossSeconds: Number(values['loss-seconds']) || 4,
     screenshot: values.screenshot,
     webDir: values['web-dir'],
     verbose: values.verbose,
@@ -417,6 +426,64 @@ const SCENARIOS = {
     const flowing = await waitFor(audioOf, (n) => n > start + 25, 5000, 100);
     check(ctx, `${b.name} still receives ${a.name}'s audio`, flowing, { detail: { start, now: flowing.value } });
     for (const u of [a, b]) await ctx.pages[u.name].click('#leave');
+  },
+
+  async 'two-users-loss'(ctx) {
+    const [a, b] = ctx.opts.users;
+    const { out } = ctx;
+    for (const u of [a, b]) await openPage(ctx, u);
+    await joinUser(ctx, a);
+    await joinUser(ctx, b);
+    await waitMedia(ctx, b, [a], 20000);
+    out.timings.abMedia = elapsed(ctx);
+    const pageB = ctx.pages[b.name];
+    // B's inbound-rtp for A's video, read straight from the receiving peer
+    // connection (the page's stats() has no nackCount).
+    const sample = () => pageB.evaluate(async (userId) => {
+      const lobby = window.__lobby;
+      const p = [...lobby.participants.values()].find((x) => x.userId === userId);
+      const t = p?.tracks.find((x) => x.kind === 'video');
+      const tr = t && lobby.pcOut?.getTransceivers().find((x) => x.mid === t.mid);
+      if (!tr) return null;
+      let res = null;
+      (await tr.receiver.getStats()).forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        res = {
+          mid: t.mid,
+          framesDecoded: s.framesDecoded ?? 0,
+          framesDropped: s.framesDropped ?? 0,
+          keyFramesDecoded: s.keyFramesDecoded ?? 0,
+          packetsReceived: s.packetsReceived ?? 0,
+          packetsLost: s.packetsLost ?? 0,
+          nackCount: s.nackCount ?? 0,
+          pliCount: s.pliCount ?? 0,
+          firCount: s.firCount ?? 0,
+          retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? null,
+          freezeCount: s.freezeCount ?? null,
+          frameWidth: s.frameWidth ?? null,
+          frameHeight: s.frameHeight ?? null,
+        };
+      });
+      return res;
+    }, a.userId);
+    const first = await sample();
+    const hold = performance.now();
+    await sleep(ctx.opts.lossSeconds * 1000);
+    let second = await sample();
+    out.loss = { first, second };
+    const rose = second && first && second.framesDecoded > first.framesDecoded;
+    check(ctx, `${b.name} keeps decoding ${a.name}`, { ok: Boolean(rose), ms: Math.round(performance.now() - hold) },
+      { detail: { first: first?.framesDecoded, second: second?.framesDecoded } });
+    const nacked = await waitFor(sample, (s) => s?.nackCount > 0, 10000, 200);
+    out.loss.last = nacked.value;
+    check(ctx, `${b.name} sends NACKs`, nacked, { detail: nacked.value });
+    for (const u of [a, b]) await ctx.pages[u.name].click('#leave');
+    const gone = await waitFor(
+      () => Promise.all([a, b].map((u) => ctx.pages[u.name].evaluate(probeSnapshot))),
+      (s) => s.every((x) => x?.state === 'left'),
+      5000,
+    );
+    check(ctx, 'a and b leave', gone, { detail: gone.value?.map((s) => s?.state) });
   },
 
   async 'connection-lost'(ctx) {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use vestibule::auth::TokenKeys;
 
+pub mod clients;
+
 /// A key long enough for the config check; random per server.
 pub fn random_key() -> String {
     use rand::Rng as _;
