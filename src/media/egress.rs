@@ -18,6 +18,20 @@ use vestibule_actors::snapshot::MediaKind;
 use super::forward::{PtMap, SeqRebase};
 use super::sdp_meta::{self, EgressLabel};
 
+/// Egress RTX cache per video stream: browsers NACK within about a second,
+/// older packets are useless to resend and cost memory per subscriber.
+const RTX_CACHE_PACKETS: usize = 256;
+const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_millis(1000);
+/// str0m's default cap on the share of bandwidth spent on resends.
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
+/// Trims the RTX cache of a freshly opened sender stream.
+fn trim_rtx_cache(rtc: &mut Rtc, ssrc: Ssrc) {
+    if let Some(tx) = rtc.direct_api().stream_tx(&ssrc) {
+        tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+    }
+}
+
 /// The codec each track's publisher sends (once known): egress m-lines
 /// offer only it and its RTX.
 pub type SourceCodecs = HashMap<TrackId, PayloadParams>;
@@ -307,6 +321,7 @@ impl Egress {
                 continue;
             };
             out.tx_ssrc = Some(ssrc);
+            trim_rtx_cache(rtc, ssrc);
             out.open = true;
             out.opened_at = Some(now);
             opened.push(i);

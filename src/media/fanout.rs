@@ -18,7 +18,7 @@ impl Worker {
     /// Forwards the packets a publisher's drive produced.
     pub(super) fn fan_out(&mut self, publisher: PeerKey, now: Instant) {
         let packets = std::mem::take(&mut self.forward);
-        let mut touched: Vec<PeerKey> = Vec::new();
+        let mut touched = std::mem::take(&mut self.touched);
         for (mid, packet) in &packets {
             let Some(subscribers) = self.routes.get(&(publisher, *mid)) else {
                 continue;
@@ -81,7 +81,7 @@ impl Worker {
         let mut packets = packets;
         packets.clear();
         self.forward = packets;
-        for subscriber in touched {
+        for &subscriber in &touched {
             self.drive(subscriber, now, |peer, d| {
                 if peer.rtc.handle_input(str0m::Input::Timeout(d.now)).is_ok() {
                     peer.drain(d);
@@ -89,6 +89,8 @@ impl Worker {
             });
             self.after_drive(subscriber, now);
         }
+        touched.clear();
+        self.touched = touched;
     }
 
     /// A subscriber's PLI/FIR becomes a (throttled) request to the publisher.

@@ -72,6 +72,8 @@ pub(super) struct Worker {
     pub(super) forward: Vec<(Mid, RtpPacket)>,
     /// Egress mids whose subscriber asked for a keyframe (reused buffer).
     pub(super) keyframes_wanted: Vec<Mid>,
+    /// Subscribers written to during one fan-out (reused buffer).
+    pub(super) touched: Vec<PeerKey>,
     pub(super) tx: SendQueue,
     pub(super) metrics: BoundMetrics,
 }
@@ -117,6 +119,7 @@ async fn run_loop(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Work
         lost: Vec::new(),
         forward: Vec::new(),
         keyframes_wanted: Vec::new(),
+        touched: Vec::new(),
         tx: SendQueue::default(),
         metrics: setup.metrics.bind(),
     };
