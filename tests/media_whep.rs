@@ -527,3 +527,54 @@ async fn sixteen_publishers_keep_the_offer_under_64_kib() {
         sub.offer.len()
     );
 }
+
+#[tokio::test]
+async fn a_subscriber_joining_after_65536_packets_still_decrypts() {
+    let server = Server::start(ServerSpec::default()).await;
+    // 100-byte frames at a high frame rate: one packet each, so the
+    // publisher's extended sequence numbers pass 65 535 (SRTP ROC 1).
+    let fast = PublishOptions {
+        audio: false,
+        fps: 20_000,
+        frame_bytes: 100,
+        gop: 5_000,
+        ..PublishOptions::default()
+    };
+    let a = join(&server, "dev", fast).await;
+    let sent = wait_metric(
+        &server,
+        "vestibule_rtp_packets_received_total{kind=\"video\"}",
+        Duration::from_secs(60),
+        |v| v > 66_000.0,
+    )
+    .await;
+    assert!(
+        sent > 66_000.0,
+        "the publisher's sequence numbers wrapped: {sent}"
+    );
+    let _b = join(&server, "bob", viewer()).await;
+    let sub = Subscriber::connect(&server.base, WHEP, &server.token("bob"))
+        .await
+        .expect("whep");
+    assert!(sub.wait_connected(Duration::from_secs(5)).await);
+    let mut got = 0;
+    for _ in 0..150 {
+        got = sub.state.video_packets.load(Ordering::Relaxed);
+        if got > 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        got > 50,
+        "packets decrypt at the subscriber (rebased ROC): {got}"
+    );
+    let seq = sub
+        .state
+        .first_video_seq
+        .lock()
+        .expect("lock")
+        .expect("seq");
+    assert!(seq < 2000, "rebased near zero: {seq}");
+    drop(a);
+}

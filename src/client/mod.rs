@@ -463,7 +463,15 @@ impl MediaLoop {
                     frame_no += 1;
                     next_video += frame_interval;
                     burst += 1;
-                    if self.poll().is_none() {
+                    // str0m releases queued packets on a timeout input, not
+                    // on poll alone: without this a burst leaves one packet
+                    // per loop wake-up.
+                    if self
+                        .rtc
+                        .handle_input(Input::Timeout(Instant::now()))
+                        .is_err()
+                        || self.poll().is_none()
+                    {
                         return self.end();
                     }
                 }
