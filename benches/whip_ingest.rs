@@ -13,6 +13,9 @@
 //! Figures are printed and written to target/whip_ingest.json; nothing is
 //! asserted (the machines are shared and noisy: compare ratios of one run).
 
+#[path = "support/floor.rs"]
+mod floor;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,7 @@ struct Args {
     publishers: usize,
     subscribers: usize,
     seconds: u64,
+    floor: bool,
 }
 
 fn args() -> Args {
@@ -31,6 +35,7 @@ fn args() -> Args {
         publishers: 20,
         subscribers: 0,
         seconds: 5,
+        floor: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -39,6 +44,7 @@ fn args() -> Args {
         match (argv[i].as_str(), value) {
             ("--publishers", Some(v)) => a.publishers = v as usize,
             ("--subscribers", Some(v)) => a.subscribers = v as usize,
+            ("--floor", _) => a.floor = true,
             ("--seconds", Some(v)) => a.seconds = v,
             _ => {}
         }
@@ -95,6 +101,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn packets_received(base: &str) -> f64 {
     metric_sum(base, "vestibule_rtp_packets_received_total{").await
+}
+
+async fn bytes_forwarded(base: &str) -> f64 {
+    metric_sum(base, "vestibule_rtp_bytes_forwarded_total{").await
 }
 
 async fn packets_forwarded(base: &str) -> f64 {
@@ -235,6 +245,7 @@ async fn main() {
         t0.elapsed(),
     );
     let rss_after = rss_mb(pid);
+    let forwarded_bytes = bytes_forwarded(&base).await;
 
     answer_ms.sort_by(f64::total_cmp);
     first_packet_ms.sort_by(f64::total_cmp);
@@ -294,11 +305,41 @@ async fn main() {
             percentile(&first_packet_ms, 0.99)
         );
     }
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/whip_ingest.json");
-    let _ = std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap_or_default());
+    let subscriber_count = subscribers.len();
     drop(subscribers);
     drop(publishers);
     let _ = server.kill();
     let _ = server.wait();
+    let mut report = report;
+    if args.floor && subscriber_count > 0 && forwarded > 0.0 {
+        // The same subscriber-packets (count per subscriber per second and
+        // mean payload size) through the floor loop, in this process, with
+        // the clients and the server gone.
+        let pps = (forwarded / elapsed.as_secs_f64() / subscriber_count as f64).round() as u32;
+        let payload = (forwarded_bytes / fwd1.max(1.0)).round() as usize;
+        let floor = floor::run(
+            subscriber_count,
+            pps,
+            payload.max(40),
+            Duration::from_secs(args.seconds),
+        );
+        let floor_us = if floor.packets > 0 {
+            floor.cpu_seconds * 1e6 / floor.packets as f64
+        } else {
+            0.0
+        };
+        let ratio = if floor_us > 0.0 {
+            cpu_us_per_forwarded / floor_us
+        } else {
+            0.0
+        };
+        println!(
+            "  floor (AES-256-GCM + sendmmsg, same packets): {floor_us:.2} µs per packet; server / floor = {ratio:.1}x"
+        );
+        report["floor_cpu_us_per_packet"] = floor_us.into();
+        report["floor_ratio"] = ratio.into();
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/whip_ingest.json");
+    let _ = std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&dir);
 }
