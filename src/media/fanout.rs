@@ -71,9 +71,7 @@ impl Worker {
                 if let Some(tx) = peer.rtc.direct_api().stream_tx(&ssrc) {
                     tx.write_rtp(write);
                     self.metrics.rtp_forwarded(video, packet.payload.len());
-                    if !touched.contains(&subscriber) {
-                        touched.push(subscriber);
-                    }
+                    touched.push(subscriber);
                 }
             }
         }
@@ -81,6 +79,9 @@ impl Worker {
         let mut packets = packets;
         packets.clear();
         self.forward = packets;
+        // One timeout + drain per subscriber for the whole batch.
+        touched.sort_unstable();
+        touched.dedup();
         for &subscriber in &touched {
             self.drive(subscriber, now, |peer, d| {
                 if peer.rtc.handle_input(str0m::Input::Timeout(d.now)).is_ok() {
