@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 # network namespace the tests run in; pkg-config/gcc: -sys crates;
 # chromium: the headless browser tests/clients/chromium_whip.mjs drives
 # (Debian's build, never a Playwright browser download).
-packages=(iproute2 util-linux gcc pkg-config ca-certificates curl chromium)
+# ffmpeg: the restreamer the live tests run (and their media source and
+# RTMP reader); nginx + libnginx-mod-rtmp: the RTMP server they push to,
+# started by each test in the foreground on a private port.
+packages=(iproute2 util-linux gcc pkg-config ca-certificates curl chromium
+  ffmpeg nginx-light libnginx-mod-rtmp)
 
 # Node.js + npm for playwright-core: the machine ships Node 20 and npm;
 # only a machine without them gets Debian's.

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod live;
 pub mod media;
 pub mod metrics;
 pub mod server;

@@ -14,6 +14,8 @@ use vestibule_actors::directory::SessionDirectory;
 use vestibule_actors::registry::{CloseAllLobbies, ControlPlane, LobbyPolicy, LobbyRegistry};
 
 use crate::auth::{KeyError, KeySource, TokenKeys, load_or_generate_key};
+use crate::live::LiveService;
+use crate::live::metrics::LiveMetrics;
 use crate::config::{OnDuplicateUser, Settings};
 use crate::http;
 use crate::http::rate_limit::IpRateLimiter;
@@ -179,13 +181,20 @@ pub fn build(settings: Settings) -> Result<Built, StartError> {
             max_sessions_per_user: settings.security.max_sessions_per_user,
             max_media_sections: settings.session.max_media_sections,
             renegotiate_debounce: Duration::from_millis(settings.lobby.renegotiate_debounce_ms),
+            max_viewers: settings.lobby.max_viewers,
         },
         directory: Arc::clone(&directory),
         metrics: metrics.control.clone(),
         media: media.clone(),
     });
     let registry = LobbyRegistry::new(plane).start();
+    let live = LiveService::new(
+        settings.live.clone(),
+        LiveMetrics::register(metrics.registry())?,
+        settings.server.data_dir.clone(),
+    );
     let state = AppState {
+        live,
         settings,
         keys: Arc::new(keys),
         store,

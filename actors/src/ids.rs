@@ -124,6 +124,10 @@ secret_id!(
     /// A WHEP connection's secret id: the last segment of its resource URL.
     WhepId
 );
+secret_id!(
+    /// A live restream's secret id: the last segment of its resource URL.
+    LiveId
+);
 public_id!(
     /// A session's public id: what other participants see (SDP msid, lobby state).
     ParticipantId

@@ -22,13 +22,16 @@
 pub mod directory;
 pub mod error;
 pub mod ids;
+pub mod live;
 pub mod lobby;
 pub mod media;
 pub mod metrics;
+pub mod program;
 pub mod registry;
 pub mod session;
 pub mod snapshot;
 pub mod track;
+pub mod viewer;
 
 pub use error::JoinError;
 pub use ids::{Identity, ParticipantId, SessionId, StreamKey, TrackId};

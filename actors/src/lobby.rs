@@ -13,14 +13,19 @@ use tracing::{debug, info};
 
 use crate::directory::SessionRecord;
 use crate::error::{JoinError, PublishError};
-use crate::ids::{CookieSecret, Identity, ParticipantId, ReqToken, SessionId, StreamKey, TrackId};
+use crate::ids::{
+    CookieSecret, Identity, LiveId, ParticipantId, ReqToken, SessionId, StreamKey, TrackId, WhepId,
+};
+use crate::live::{LiveLink, StopLive};
 use crate::media::{
     EgressTrack, IngressAnswer, IngressSection, MediaError, PublishedMedia, WorkerCmd,
 };
+use crate::program::{self, Program};
 use crate::registry::{ControlPlane, LobbyRegistry, LobbyStopped};
 use crate::session::{EndReason, EndSession, RelayMute, Session, UpdateEgress};
 use crate::snapshot::{LobbySnapshot, MediaKind, ParticipantSnapshot, Purpose, TrackInfo};
 use crate::track::{EndTrack, SetMute, Track};
+use crate::viewer::{EndViewer, Viewer, ViewerLeft};
 
 /// One member of the lobby.
 #[derive(Debug)]
@@ -72,6 +77,22 @@ pub struct Lobby {
     home: usize,
     /// A debounced push of the track set to every session is scheduled.
     renegotiation_scheduled: bool,
+    /// The program last sent to the home worker.
+    program: Program,
+    /// The live restream, while one is wanted.
+    live: Option<LiveLink>,
+    /// Plain viewers by resource id.
+    viewers: HashMap<WhepId, ViewerEntry>,
+}
+
+/// One plain viewer.
+#[derive(Debug)]
+struct ViewerEntry {
+    /// Its peer's key on the worker.
+    peer: SessionId,
+    /// Who may end it.
+    identity: Identity,
+    addr: Addr<Viewer>,
 }
 
 impl Lobby {
@@ -94,6 +115,9 @@ impl Lobby {
             closing: false,
             home,
             renegotiation_scheduled: false,
+            program: Program::default(),
+            live: None,
+            viewers: HashMap::new(),
         }
     }
 
@@ -175,6 +199,28 @@ impl Actor for Lobby {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // API.md: viewers close with the lobby, and so does its live.
+        if let Some(live) = self.live.take() {
+            live.stop.do_send(StopLive {
+                reason: "lobby closed",
+            });
+        }
+        for (_, viewer) in self.viewers.drain() {
+            let _ = self.plane.media.send(
+                self.home,
+                WorkerCmd::CloseEgress {
+                    session: viewer.peer,
+                },
+            );
+            viewer.addr.do_send(EndViewer);
+            self.plane.metrics.viewers.dec();
+        }
+        let _ = self.plane.media.send(
+            self.home,
+            WorkerCmd::ClearProgram {
+                stream: self.stream.clone(),
+            },
+        );
         self.plane.metrics.lobbies.dec();
         info!(lobby = %self.stream, "lobby closed");
         self.registry.do_send(LobbyStopped {
@@ -465,6 +511,8 @@ impl Handler<SetTrackMute> for Lobby {
         };
         entry.info.mute = msg.mute;
         entry.addr.do_send(SetMute { mute: msg.mute });
+        // A muted main track stops being the program source.
+        self.refresh_program();
         // Rule 8: relayed by egress mid to sessions whose answered WHEP
         // carries the track (the worker knows which do); later offers carry
         // the state in their i= lines.
@@ -818,6 +866,8 @@ impl Lobby {
     /// The track set changed: after the debounce, tell every session what
     /// it should receive (rule 3: a burst of changes makes one offer).
     fn track_set_changed(&mut self, ctx: &mut Context<Self>) {
+        // The program follows at once; only offers are debounced.
+        self.refresh_program();
         if self.renegotiation_scheduled {
             return;
         }
@@ -870,5 +920,238 @@ impl Handler<AcceptWhepOffer> for Lobby {
                 })
                 .await
         })
+    }
+}
+
+impl Lobby {
+    /// Recomputes the program from the owner's tracks and tells the home
+    /// worker when it changed.
+    fn refresh_program(&mut self) {
+        let owner_tracks = self
+            .order
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| (id, m)))
+            .filter(|(_, m)| m.record.is_owner)
+            .flat_map(|(id, m)| {
+                m.tracks
+                    .iter()
+                    .filter_map(|t| self.tracks.get(t))
+                    .map(move |e| (*id, &e.info))
+            });
+        let program = program::select(owner_tracks);
+        if program == self.program {
+            return;
+        }
+        debug!(lobby = %self.stream, video = ?program.video.as_ref().map(|v| v.track), audio = ?program.audio.as_ref().map(|a| a.track), "program changed");
+        self.program = program.clone();
+        let _ = self.plane.media.send(
+            self.home,
+            WorkerCmd::SetProgram {
+                stream: self.stream.clone(),
+                program,
+            },
+        );
+    }
+}
+
+/// Why [`AttachLive`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AttachLiveError {
+    /// A live restream already runs for this lobby.
+    #[error("the lobby is already live")]
+    AlreadyLive,
+    /// The lobby is closing.
+    #[error("the lobby is closing")]
+    Closing,
+}
+
+/// Makes a restream this lobby's live; answers the home worker's index
+/// (where the restream's tap goes).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, AttachLiveError>")]
+pub struct AttachLive {
+    /// The restream.
+    pub link: LiveLink,
+}
+
+impl Handler<AttachLive> for Lobby {
+    type Result = Result<usize, AttachLiveError>;
+    fn handle(&mut self, msg: AttachLive, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Err(AttachLiveError::Closing);
+        }
+        if self.live.is_some() {
+            return Err(AttachLiveError::AlreadyLive);
+        }
+        self.live = Some(msg.link);
+        // The worker may not know the program yet (no change since it was
+        // created): send it so the tap starts from the current one.
+        let _ = self.plane.media.send(
+            self.home,
+            WorkerCmd::SetProgram {
+                stream: self.stream.clone(),
+                program: self.program.clone(),
+            },
+        );
+        Ok(self.home)
+    }
+}
+
+/// The lobby's live restream, if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<LiveLink>")]
+pub struct FindLive;
+
+impl Handler<FindLive> for Lobby {
+    type Result = Option<LiveLink>;
+    fn handle(&mut self, _msg: FindLive, _ctx: &mut Context<Self>) -> Self::Result {
+        self.live.clone()
+    }
+}
+
+/// Forgets the live restream `id` (it was stopped by DELETE or gave up).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct DetachLive {
+    /// The restream.
+    pub id: LiveId,
+}
+
+impl Handler<DetachLive> for Lobby {
+    type Result = bool;
+    fn handle(&mut self, msg: DetachLive, _ctx: &mut Context<Self>) -> bool {
+        if self.live.as_ref().is_some_and(|l| l.id == msg.id) {
+            self.live = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// Why [`OpenViewer`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewerError {
+    /// `lobby.max_viewers` reached.
+    #[error("the lobby has too many viewers")]
+    Full,
+    /// The lobby is closing.
+    #[error("the lobby is closing")]
+    Closing,
+    /// The media plane refused the offer.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+/// Creates a plain viewer of the program from its client offer; answers
+/// its resource id and the SDP answer.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(WhepId, String), ViewerError>")]
+pub struct OpenViewer {
+    /// Who watches (the only identity that may end it, besides admins).
+    pub identity: Identity,
+    /// The client's offer.
+    pub offer: String,
+}
+
+impl Handler<OpenViewer> for Lobby {
+    type Result = ResponseActFuture<Self, Result<(WhepId, String), ViewerError>>;
+
+    fn handle(&mut self, msg: OpenViewer, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Box::pin(actix::fut::ready(Err(ViewerError::Closing)));
+        }
+        if self.viewers.len() >= self.plane.policy.max_viewers {
+            return Box::pin(actix::fut::ready(Err(ViewerError::Full)));
+        }
+        let whep = WhepId::random();
+        let peer = SessionId::random();
+        let addr = Viewer::new(whep, ctx.address()).start();
+        // Counted before the worker answers so concurrent POSTs cannot
+        // overshoot the limit.
+        self.viewers.insert(
+            whep,
+            ViewerEntry {
+                peer,
+                identity: msg.identity,
+                addr: addr.clone(),
+            },
+        );
+        self.plane.metrics.viewers.inc();
+        let media = self.plane.media.clone();
+        let (home, stream, offer) = (self.home, self.stream.clone(), msg.offer);
+        let events = addr.recipient();
+        Box::pin(
+            async move {
+                media
+                    .request(home, |reply| WorkerCmd::OpenViewer {
+                        stream,
+                        viewer: peer,
+                        offer,
+                        events,
+                        reply,
+                    })
+                    .await
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| match result {
+                Ok(answer) if act.viewers.contains_key(&whep) => Ok((whep, answer)),
+                Ok(_) => Err(ViewerError::Closing),
+                Err(e) => {
+                    act.drop_viewer(&whep);
+                    Err(e.into())
+                }
+            }),
+        )
+    }
+}
+
+impl Lobby {
+    /// Forgets a viewer and closes its peer; false when unknown.
+    fn drop_viewer(&mut self, whep: &WhepId) -> bool {
+        let Some(viewer) = self.viewers.remove(whep) else {
+            return false;
+        };
+        let _ = self.plane.media.send(
+            self.home,
+            WorkerCmd::CloseEgress {
+                session: viewer.peer,
+            },
+        );
+        viewer.addr.do_send(EndViewer);
+        self.plane.metrics.viewers.dec();
+        true
+    }
+}
+
+/// Ends a plain viewer (`DELETE {whep Location}`); false when no viewer
+/// with that id belongs to the caller.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct CloseViewer {
+    /// The viewer's resource id.
+    pub whep: WhepId,
+    /// The caller.
+    pub identity: Identity,
+    /// The caller is an admin (may end anyone's).
+    pub admin: bool,
+}
+
+impl Handler<CloseViewer> for Lobby {
+    type Result = bool;
+    fn handle(&mut self, msg: CloseViewer, _ctx: &mut Context<Self>) -> bool {
+        let allowed = self
+            .viewers
+            .get(&msg.whep)
+            .is_some_and(|v| msg.admin || v.identity == msg.identity);
+        allowed && self.drop_viewer(&msg.whep)
+    }
+}
+
+impl Handler<ViewerLeft> for Lobby {
+    type Result = ();
+    fn handle(&mut self, msg: ViewerLeft, _ctx: &mut Context<Self>) {
+        if self.viewers.remove(&msg.whep).is_some() {
+            self.plane.metrics.viewers.dec();
+        }
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use actix::{Message, Recipient};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ids::{ParticipantId, SessionId, StreamKey, TrackId};
+use crate::ids::{LiveId, ParticipantId, SessionId, StreamKey, TrackId};
+use crate::live::TapEvent;
+use crate::program::Program;
 use crate::snapshot::{MediaKind, Purpose};
 
 /// Why a media operation failed.
@@ -36,6 +38,9 @@ pub enum MediaError {
     /// An offer is already outstanding on this connection.
     #[error("an offer is outstanding")]
     OfferOutstanding,
+    /// A plain viewer offered more than one audio or video m-line.
+    #[error("a viewer offer carries at most one audio and one video m-line")]
+    TooManyViewerSections,
 }
 
 /// What the control plane knows of one offered media section (from its
@@ -234,6 +239,57 @@ pub enum WorkerCmd {
     CloseSession {
         /// The session to close.
         session: SessionId,
+    },
+    /// The lobby's program changed (API.md "Program selection"): plain
+    /// viewers and the live tap switch to the new sources.
+    SetProgram {
+        /// The lobby's stream.
+        stream: StreamKey,
+        /// The new program.
+        program: Program,
+    },
+    /// Create a plain viewer's WHEP peer from its client offer (at most one
+    /// audio and one video m-line, msid stream id `program`); reply with
+    /// the answer.
+    OpenViewer {
+        /// The lobby's stream.
+        stream: StreamKey,
+        /// The viewer's worker key (a fresh secret, not a lobby session).
+        viewer: SessionId,
+        /// The client's offer.
+        offer: String,
+        /// Where the peer's events go (the viewer actor).
+        events: Recipient<MediaEvent>,
+        /// The answer SDP, or why not.
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// Start writing the program as plain RTP to loopback ports (ffmpeg's).
+    OpenTap {
+        /// The lobby's stream.
+        stream: StreamKey,
+        /// The restream.
+        live: LiveId,
+        /// ffmpeg's video RTP port on 127.0.0.1.
+        video_port: u16,
+        /// ffmpeg's audio RTP port on 127.0.0.1.
+        audio_port: u16,
+        /// Where the tap reports its media.
+        events: Recipient<TapEvent>,
+    },
+    /// ffmpeg (re)started: gate video to the next keyframe and ask for one.
+    RefreshTap {
+        /// The restream.
+        live: LiveId,
+    },
+    /// Stop the tap.
+    CloseTap {
+        /// The restream.
+        live: LiveId,
+    },
+    /// The lobby closed: forget its program (its viewers are closed too).
+    ClearProgram {
+        /// The lobby's stream.
+        stream: StreamKey,
     },
     /// Close every peer and stop the worker loop.
     Shutdown,

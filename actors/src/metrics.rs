@@ -21,6 +21,8 @@ pub struct ControlMetrics {
     pub tracks_published: IntCounterVec,
     /// Sessions whose WHIP peer completed ICE and DTLS, now.
     pub sessions_connected: IntGauge,
+    /// Plain WHEP viewers now.
+    pub viewers: IntGauge,
     /// Signal-channel requests the control plane ignored, by reason.
     pub signal_ignored: IntCounterVec,
     /// Tracks refused because the lobby had `lobby.max_tracks`.
@@ -61,6 +63,10 @@ impl ControlMetrics {
                 "vestibule_sessions_connected",
                 "Sessions whose WHIP peer is connected (ICE + DTLS) now",
             )?,
+            viewers: IntGauge::new(
+                "vestibule_viewers",
+                "Plain WHEP viewers of lobby programs now",
+            )?,
             signal_ignored: IntCounterVec::new(
                 Opts::new(
                     "vestibule_signal_ignored_total",
@@ -99,6 +105,7 @@ impl ControlMetrics {
         registry.register(Box::new(metrics.offers_resent.clone()))?;
         registry.register(Box::new(metrics.offers_abandoned.clone()))?;
         registry.register(Box::new(metrics.sessions_connected.clone()))?;
+        registry.register(Box::new(metrics.viewers.clone()))?;
         registry.register(Box::new(metrics.signal_ignored.clone()))?;
         registry.register(Box::new(metrics.tracks_refused.clone()))?;
         registry.register(Box::new(metrics.lobbies.clone()))?;

@@ -33,6 +33,8 @@ pub struct LobbyPolicy {
     pub max_media_sections: usize,
     /// `lobby.renegotiate_debounce_ms`: track changes within it make one offer.
     pub renegotiate_debounce: std::time::Duration,
+    /// `lobby.max_viewers`: plain WHEP viewers per lobby.
+    pub max_viewers: usize,
 }
 
 impl Default for LobbyPolicy {
@@ -43,6 +45,7 @@ impl Default for LobbyPolicy {
             replace_duplicates: true,
             max_sessions_per_user: 4,
             max_media_sections: 4,
+            max_viewers: 200,
             renegotiate_debounce: std::time::Duration::from_millis(150),
         }
     }

@@ -52,6 +52,18 @@ pub fn optional_bearer(req: &HttpRequest, state: &AppState) -> Result<Option<Aut
 }
 
 /// Requires a valid Bearer token.
+/// Like [`optional_bearer`], with the teardown grace for expired tokens
+/// (DELETE of the caller's own resource).
+pub fn optional_bearer_for_teardown(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<AuthUser>, ApiError> {
+    match bearer_token(req)? {
+        Some(token) => Ok(Some(state.keys.verify_for_teardown(token)?)),
+        None => Ok(None),
+    }
+}
+
 pub fn require_bearer(req: &HttpRequest, state: &AppState) -> Result<AuthUser, ApiError> {
     optional_bearer(req, state)?.ok_or_else(|| AuthError::Missing.into())
 }

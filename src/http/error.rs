@@ -249,6 +249,7 @@ impl From<MediaError> for ApiError {
                 detail: "an offer is outstanding",
                 retry_after: Some(1),
             },
+            e @ MediaError::TooManyViewerSections => ApiError::Unprocessable(e.to_string()),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod request_metrics;
 pub mod state;
 mod streams;
+mod viewer;
 mod web_page;
 mod whep;
 mod whip;
@@ -128,14 +129,14 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
         );
     cfg.service(
         web::resource("/space/{space}/stream/{stream}/live")
-            .route(web::post().to(live::alias))
+            .route(web::post().to(live::start))
             .route(web::get().to(live::alias))
             .route(web::delete().to(live::alias))
             .default_service(not_allowed(LIVE_ALLOW)),
     )
     .service(
         web::resource("/space/{space}/stream/{stream}/live/start")
-            .route(web::post().to(live::alias))
+            .route(web::post().to(live::start))
             .default_service(not_allowed("POST")),
     )
     .service(

@@ -19,7 +19,7 @@ pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "http": if shutting_down { "stopping" } else { "ok" },
         "store": "ok",
         "media": if media { "ok" } else { "unavailable" },
-        "live": "unavailable",
+        "live": if state.live.is_available() { "ok" } else { "unavailable" },
     });
     if media && !shutting_down {
         HttpResponse::Ok().json(body)

@@ -10,6 +10,7 @@ use vestibule_actors::registry::LobbyRegistry;
 
 use crate::auth::TokenKeys;
 use crate::config::Settings;
+use crate::live::LiveService;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub media: MediaPort,
     /// Metric families.
     pub metrics: Metrics,
+    /// Live restreaming.
+    pub live: LiveService,
     /// Set when shutdown begins; new sessions are refused from then on.
     pub shutting_down: Arc<AtomicBool>,
 }

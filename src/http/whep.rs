@@ -1,7 +1,8 @@
 //! WHEP: the egress half of a lobby session (API.md "Lobby endpoints").
 //! Server-offer mode (the seed's flow) and client-offer mode (standard
 //! WHEP, with the draft-03 406 counter-offer) for sessions of the lobby;
-//! plain viewers and trickle answer 501 until they are built.
+//! plain viewers (a Bearer caller without a session in the lobby) are in
+//! `viewer.rs`; trickle answers 501 until it is built.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,11 @@ use vestibule_actors::session::{
 use crate::media::sdp_meta;
 
 use super::body::{SDP, SDPFRAG, declares_empty_body, media_type, read_sdp};
-use super::credentials::{SessionAuth, SessionCaller, Target, session_caller};
+use super::credentials::{
+    SessionAuth, SessionCaller, Target, optional_bearer, optional_bearer_for_teardown,
+    session_caller,
+};
+use super::viewer;
 use super::error::ApiError;
 use super::state::AppState;
 use super::streams::stream_key;
@@ -69,6 +74,12 @@ pub(super) async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let key = stream_key(&path)?;
+    if let Some(user) = optional_bearer(&req, &state)?
+        && viewer::is_viewer_request(&state, &key, &user)
+    {
+        let location = |id: &WhepId| whep_location(&state, &key, id);
+        return viewer::create(&req, &key, user, payload, &state, location).await;
+    }
     let caller = session_caller(&req, &state, &key, Target::Alias, SessionAuth::default())?;
     let session = caller.record().session.clone();
     if !declares_empty_body(&req) {
@@ -227,6 +238,11 @@ pub(super) async fn delete_resource(
     let (space, stream, whep) = path.into_inner();
     let key = stream_key(&(space, stream))?;
     let id = WhepId::parse(&whep).ok_or(ApiError::NotFound("no such WHEP connection"))?;
+    if let Some(user) = optional_bearer_for_teardown(&req, &state)?
+        && viewer::is_viewer_request(&state, &key, &user)
+    {
+        return viewer::delete(&key, &user, id, &state).await;
+    }
     end(&req, &state, &key, Some(id)).await?;
     Ok(HttpResponse::Ok().finish())
 }

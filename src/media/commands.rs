@@ -135,12 +135,33 @@ impl Worker {
                     self.close_peer(key, now);
                 }
             }
+            WorkerCmd::SetProgram { stream, program } => self.set_program(stream, program, now),
+            WorkerCmd::OpenViewer {
+                stream,
+                viewer,
+                offer,
+                events,
+                reply,
+            } => {
+                let result = self.open_viewer(stream, viewer, &offer, events, now);
+                let _ = reply.send(result);
+            }
+            WorkerCmd::OpenTap {
+                stream,
+                live,
+                video_port,
+                audio_port,
+                events,
+            } => self.open_tap(stream, live, (video_port, audio_port), events, now),
+            WorkerCmd::RefreshTap { live } => self.refresh_tap(live, now),
+            WorkerCmd::CloseTap { live } => self.close_tap(live, now),
+            WorkerCmd::ClearProgram { stream } => self.clear_program(&stream, now),
             WorkerCmd::Shutdown => self.close_all(now),
         }
     }
 
     /// Places a new peer and registers its routes and timer.
-    fn place(&mut self, peer: Peer, now: Instant) -> PeerKey {
+    pub(super) fn place(&mut self, peer: Peer, now: Instant) -> PeerKey {
         let ufrag = peer.ufrag.clone();
         let (session, ingress) = (peer.session, peer.is_ingress());
         let key = self.peers.insert(peer);

@@ -15,7 +15,7 @@ use vestibule_actors::ids::SessionId;
 use vestibule_actors::media::{EgressTrack, MediaError};
 use vestibule_actors::snapshot::MediaKind;
 
-use super::forward::{PtMap, SeqRebase};
+use super::forward::{PtMap, SeqRebase, TsRebase};
 use super::sdp_meta::{self, EgressLabel};
 
 /// Egress RTX cache per video stream: browsers NACK within about a second,
@@ -53,6 +53,11 @@ pub struct OutTrack {
     pub pt_map: PtMap,
     /// Sequence-number rebasing.
     pub seq: SeqRebase,
+    /// RTP-time rebasing (the identity unless the source switches).
+    pub ts: TsRebase,
+    /// A plain viewer's program m-line: msid stream id `program`, and its
+    /// source changes without renegotiation.
+    pub program: bool,
     /// Video waits for a keyframe before anything is forwarded.
     pub waiting_keyframe: bool,
     /// When the m-line opened (time to first keyframe).
@@ -73,11 +78,16 @@ impl OutTrack {
             tx_ssrc: None,
             pt_map: PtMap::default(),
             seq: SeqRebase::default(),
+            ts: TsRebase::default(),
+            program: false,
             opened_at: None,
             stopped: false,
         }
     }
 }
+
+/// The msid stream id of a plain viewer's m-lines (API.md "Plain viewers").
+pub const PROGRAM_STREAM_ID: &str = "program";
 
 /// A WHEP peer's extra state.
 #[derive(Debug, Default)]
@@ -156,6 +166,23 @@ impl Egress {
         sources: SourceCodecs,
         now: Instant,
     ) -> Result<Option<(Egress, String)>, MediaError> {
+        let Some((egress, answer)) = Self::accept_client_offer(rtc, offer, tracks, sources, now)?
+        else {
+            return Ok(None);
+        };
+        let sdp = egress.annotate(rtc, &answer);
+        Ok(Some((egress, sdp)))
+    }
+
+    /// [`Egress::answer_client_offer`] before annotation: the state and the
+    /// raw answer.
+    fn accept_client_offer(
+        rtc: &mut Rtc,
+        offer: &str,
+        tracks: Vec<EgressTrack>,
+        sources: SourceCodecs,
+        now: Instant,
+    ) -> Result<Option<(Egress, String)>, MediaError> {
         let parsed = str0m::change::SdpOffer::from_sdp_string(offer)
             .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
         let answer = rtc
@@ -181,6 +208,9 @@ impl Egress {
                 .stream_tx_by_mid(mid, None)
                 .map(|s| s.ssrc());
             out.open = out.tx_ssrc.is_some();
+            if let Some(ssrc) = out.tx_ssrc {
+                trim_rtx_cache(rtc, ssrc);
+            }
             out.opened_at = Some(now);
             outs.push(out);
         }
@@ -191,8 +221,35 @@ impl Egress {
             sources,
             answered: true,
         };
+        Ok(Some((egress, answer)))
+    }
+
+    /// Takes a plain viewer's offer: its (at most one) audio and video
+    /// receive-only m-lines carry the program's `audio` and `video`. Every
+    /// common codec stays in the answer, because the program's source (and
+    /// with it the codec) can change without renegotiation.
+    pub fn answer_viewer_offer(
+        rtc: &mut Rtc,
+        offer: &str,
+        program: [EgressTrack; 2],
+        now: Instant,
+    ) -> Result<(Egress, String), MediaError> {
+        let offered = sdp_meta::sections_in_direction(offer, &["a=recvonly", "a=sendrecv"]);
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            if offered.iter().filter(|(_, k)| *k == kind).count() > 1 {
+                return Err(MediaError::TooManyViewerSections);
+            }
+        }
+        let Some((mut egress, answer)) =
+            Self::accept_client_offer(rtc, offer, program.to_vec(), SourceCodecs::new(), now)?
+        else {
+            return Err(MediaError::NoCodec("audio or video"));
+        };
+        for out in &mut egress.outs {
+            out.program = true;
+        }
         let sdp = egress.annotate(rtc, &answer);
-        Ok(Some((egress, sdp)))
+        Ok((egress, sdp))
     }
 
     /// Builds the next server offer that brings the m-lines to `desired`:
@@ -286,7 +343,11 @@ impl Egress {
                     purpose: o.track.purpose,
                     mute: o.track.mute,
                     user_id: o.track.user_id.clone(),
-                    msid: Some(format!("{} {}", o.track.participant, o.track.track)),
+                    msid: Some(if o.program {
+                        format!("{PROGRAM_STREAM_ID} {}", o.track.track)
+                    } else {
+                        format!("{} {}", o.track.participant, o.track.track)
+                    }),
                 })
         });
         sdp_meta::complete_candidates(&sdp_meta::ensure_msid_semantic(&labelled))

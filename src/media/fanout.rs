@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use str0m::media::Mid;
 use str0m::rtp::RtpWrite;
 use vestibule_actors::snapshot::MediaKind;
 
@@ -19,7 +20,15 @@ impl Worker {
     pub(super) fn fan_out(&mut self, publisher: PeerKey, now: Instant) {
         let packets = std::mem::take(&mut self.forward);
         let mut touched = std::mem::take(&mut self.touched);
+        let mut tap_keyframes: Vec<Mid> = Vec::new();
         for (mid, packet) in &packets {
+            // The live tap (a virtual subscriber) costs nothing when idle.
+            if !self.tap_routes.is_empty()
+                && self.tap_packet(publisher, *mid, packet, now)
+                && !tap_keyframes.contains(mid)
+            {
+                tap_keyframes.push(*mid);
+            }
             let Some(subscribers) = self.routes.get(&(publisher, *mid)) else {
                 continue;
             };
@@ -58,10 +67,14 @@ impl Worker {
                     }
                 }
                 let seq = out.seq.map(packet.seq_no);
+                let clock = if video { 90_000 } else { 48_000 };
+                let ts = out
+                    .ts
+                    .map(packet.header.timestamp, packet.timestamp, clock);
                 let write = RtpWrite::new(
                     pt,
                     seq,
-                    packet.header.timestamp,
+                    ts,
                     packet.timestamp,
                     packet.payload.clone(),
                 )
@@ -92,6 +105,9 @@ impl Worker {
         }
         touched.clear();
         self.touched = touched;
+        for mid in tap_keyframes {
+            self.request_keyframe(publisher, mid, now);
+        }
     }
 
     /// A subscriber's PLI/FIR becomes a (throttled) request to the publisher.

@@ -66,6 +66,10 @@ pub(super) struct Worker {
     pub(super) egress_of: HashMap<SessionId, PeerKey>,
     /// (publisher peer, ingress mid) -> subscribers (egress peer, out index).
     pub(super) routes: HashMap<(PeerKey, Mid), Vec<(PeerKey, usize)>>,
+    /// Lobby programs on this worker: viewers and live taps.
+    pub(super) programs: HashMap<vestibule_actors::StreamKey, super::program::ProgramFeed>,
+    /// Which publisher sections a live tap takes (empty when nothing is live).
+    pub(super) tap_routes: super::program::TapRoutes,
     /// Peers found lost during this iteration, removed at its end.
     pub(super) lost: Vec<PeerKey>,
     /// RTP a drive produced, waiting for fan-out (reused buffer).
@@ -116,6 +120,8 @@ async fn run_loop(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Work
         ingress_of: HashMap::new(),
         egress_of: HashMap::new(),
         routes: HashMap::new(),
+        programs: HashMap::new(),
+        tap_routes: HashMap::new(),
         lost: Vec::new(),
         forward: Vec::new(),
         keyframes_wanted: Vec::new(),
@@ -351,6 +357,7 @@ impl Worker {
         if index.get(&peer.session) == Some(&key) {
             index.remove(&peer.session);
         }
+        self.forget_viewer(key);
         // Routes from this peer (publisher) and to it (subscriber).
         self.routes.retain(|(publisher, _), subs| {
             subs.retain(|(sub, _)| *sub != key);
