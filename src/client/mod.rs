@@ -6,6 +6,7 @@
 //! The HTTP part is async (reqwest); the media part runs on its own thread
 //! with a blocking UDP socket, like a real endpoint would.
 
+pub mod encoded;
 pub mod subscriber;
 pub mod synthetic;
 
