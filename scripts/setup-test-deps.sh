@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # iproute2 + util-linux: `unshare -n` and `ip link` for the loopback-only
 # network namespace the tests run in; pkg-config/gcc: -sys crates;
 # chromium: the headless browser tests/clients/chromium_whip.mjs drives
-# (Debian's build, never a Playwright browser download).
-packages=(iproute2 util-linux gcc pkg-config ca-certificates curl chromium)
+# (Debian's build, never a Playwright browser download); ffmpeg: encodes
+# the real H.264 + Opus that client::encoded::EncodedMedia publishes.
+packages=(iproute2 util-linux gcc pkg-config ca-certificates curl chromium ffmpeg)
 
 # Node.js + npm for playwright-core: the machine ships Node 20 and npm;
 # only a machine without them gets Debian's.
