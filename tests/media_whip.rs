@@ -4,10 +4,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Server, ServerSpec, metric, stream_state, wait_metric};
 use serde_json::Value;
+use vestibule::client::encoded::{EncodeSpec, EncodedMedia};
 use vestibule::client::{PublishOptions, Publisher};
 
 const WHIP: &str = "/space/demo/stream/demo/whip";
@@ -358,4 +360,37 @@ async fn configured_ice_servers_are_sent_as_link_headers() {
         .await
         .expect("options");
     assert!(options.headers().get("link").is_none(), "never on OPTIONS");
+}
+
+#[tokio::test]
+async fn a_publisher_of_real_h264_and_opus_is_counted() {
+    // Restreaming tests need decodable media; this pins the publisher side.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let media = match EncodedMedia::generate(dir.path(), &EncodeSpec::default()) {
+        Ok(media) => Arc::new(media),
+        Err(e) => {
+            eprintln!("skipped: cannot encode media ({e}); apt-get install ffmpeg");
+            return;
+        }
+    };
+    let server = Server::start(ServerSpec::default()).await;
+    let opts = PublishOptions {
+        media: Some(media),
+        ..PublishOptions::default()
+    };
+    let publisher = publish(&server, "dev", opts).await;
+    let answer = &publisher.response.answer;
+    assert!(answer.contains("H264/90000"), "{answer}");
+    assert!(!answer.contains("VP8"), "{answer}");
+    assert!(answer.contains("packetization-mode=1"), "{answer}");
+    // 15 fps plus a SPS/PPS packet a second; 50 Opus packets a second.
+    let video = wait_metric(&server, VIDEO, Duration::from_secs(5), |v| v >= 30.0).await;
+    let audio = wait_metric(&server, AUDIO, Duration::from_secs(5), |v| v >= 100.0).await;
+    assert!(video >= 30.0, "video packets counted: {video}");
+    assert!(audio >= 100.0, "audio packets counted: {audio}");
+    let logs = server.logs();
+    assert!(
+        !logs.lines().any(|l| l.contains(" ERROR ")),
+        "no errors: {logs}"
+    );
 }

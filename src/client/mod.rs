@@ -1,11 +1,13 @@
-//! A str0m-based WHIP client: publishes synthetic VP8 + Opus with a
-//! `signal` data channel, talks the signal protocol, and exposes hooks that
-//! tests need (corrupting SRTP, vanishing without DELETE). Used by the
-//! integration tests, the load tool and the CLI.
+//! A str0m-based WHIP client: publishes synthetic VP8 + Opus (or real
+//! H.264 + Opus from [`encoded::EncodedMedia`]) with a `signal` data
+//! channel, talks the signal protocol, and exposes hooks that tests need
+//! (corrupting SRTP, vanishing without DELETE). Used by the integration
+//! tests, the load tool and the CLI.
 //!
 //! The HTTP part is async (reqwest); the media part runs on its own thread
 //! with a blocking UDP socket, like a real endpoint would.
 
+pub mod encoded;
 pub mod subscriber;
 pub mod synthetic;
 
@@ -19,14 +21,21 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::media::signal::{self, SignalMessage};
+use encoded::EncodedMedia;
 
 /// Video frames written per loop wake-up at most (bounds catch-up bursts).
 const MAX_FRAMES_PER_WAKE: u32 = 64;
+/// Payload types of H.264 (packetization-mode 1) and its RTX when
+/// publishing [`EncodedMedia`]: str0m's own for constrained baseline.
+const H264_PT: u8 = 108;
+const H264_RTX_PT: u8 = 109;
+/// RTP ticks of one 20 ms Opus packet at 48 kHz.
+const OPUS_TICKS: u64 = 960;
 
 /// Why the client failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,18 +64,24 @@ pub enum ClientError {
 pub struct PublishOptions {
     /// Publish an Opus track.
     pub audio: bool,
-    /// Publish a VP8 track.
+    /// Publish a video track: VP8, or H.264 with `media`.
     pub video: bool,
     /// Open a data channel with this label (`Some("signal")` normally).
     pub channel: Option<String>,
     /// `i=` line for every media section: (purpose, mute), e.g. (2, 2) main + live.
     pub info: Option<(u8, u8)>,
-    /// Video frames per second.
+    /// Video frames per second (synthetic media only).
     pub fps: u32,
-    /// Bytes per video frame.
+    /// Bytes per video frame (synthetic media only).
     pub frame_bytes: usize,
-    /// Keyframe every this many frames.
+    /// Keyframe every this many frames (synthetic media only).
     pub gop: u32,
+    /// Real media to replay instead of synthetic VP8 + Opus: the offer then
+    /// has H.264 only (the stream's own `profile-level-id`) for video and
+    /// Opus for audio, and `fps`, `frame_bytes` and `gop` are ignored.
+    /// Keyframe requests are counted but cannot be honoured: the media was
+    /// encoded ahead of time with a keyframe every second.
+    pub media: Option<Arc<EncodedMedia>>,
 }
 
 impl Default for PublishOptions {
@@ -79,6 +94,7 @@ impl Default for PublishOptions {
             fps: 30,
             frame_bytes: 1200,
             gop: 60,
+            media: None,
         }
     }
 }
@@ -180,11 +196,17 @@ impl Publisher {
     ) -> Result<Publisher, ClientError> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         let local = socket.local_addr()?;
-        let mut rtc = RtcConfig::new()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(Instant::now());
+        let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
+        match &opts.media {
+            Some(media) => config.codec_config().add_h264(
+                Pt::from(H264_PT),
+                Some(Pt::from(H264_RTX_PT)),
+                true,
+                media.profile_level_id(),
+            ),
+            None => config = config.enable_vp8(true),
+        }
+        let mut rtc = config.build(Instant::now());
         let candidate =
             Candidate::host(local, "udp").map_err(|e| ClientError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate);
@@ -420,10 +442,13 @@ struct MediaLoop {
 impl MediaLoop {
     fn run(mut self) {
         let started = Instant::now();
-        let frame_interval = Duration::from_secs(1) / self.opts.fps.max(1);
+        let media = self.opts.media.clone();
+        let fps = media.as_ref().map_or(self.opts.fps, |m| m.fps()).max(1);
+        let frame_interval = Duration::from_secs(1) / fps;
         let mut next_video = started;
         let mut next_audio = started;
         let mut frame_no: u64 = 0;
+        let mut audio_no: u64 = 0;
         let mut buf = vec![0u8; 2000];
         loop {
             // Commands.
@@ -451,12 +476,16 @@ impl MediaLoop {
                 // frame mode requires.
                 let mut burst = 0;
                 while now >= next_video && burst < MAX_FRAMES_PER_WAKE {
-                    let keyframe = frame_no.is_multiple_of(u64::from(self.opts.gop.max(1)))
-                        || std::mem::take(&mut self.keyframe_requested);
-                    let frame =
-                        synthetic::vp8_frame(keyframe, self.opts.frame_bytes, send_us, 320, 240);
+                    let frame = match &media {
+                        Some(media) => media.access_unit(frame_no).to_vec(),
+                        None => {
+                            let keyframe = frame_no.is_multiple_of(u64::from(self.opts.gop.max(1)))
+                                || std::mem::take(&mut self.keyframe_requested);
+                            synthetic::vp8_frame(keyframe, self.opts.frame_bytes, send_us, 320, 240)
+                        }
+                    };
                     let ts = MediaTime::new(
-                        frame_no * 90_000 / u64::from(self.opts.fps.max(1)),
+                        frame_no * 90_000 / u64::from(fps),
                         str0m::media::Frequency::NINETY_KHZ,
                     );
                     self.write_media(true, now, ts, &frame);
@@ -476,9 +505,20 @@ impl MediaLoop {
                     }
                 }
                 if now >= next_audio {
-                    let samples = now.duration_since(started).as_millis() as u64 * 48;
+                    let (samples, packet) = match &media {
+                        // Real Opus must be timed by its packet count: a
+                        // decoder plays each packet for exactly 20 ms.
+                        Some(media) => {
+                            (audio_no * OPUS_TICKS, media.opus_packet(audio_no).to_vec())
+                        }
+                        None => (
+                            now.duration_since(started).as_millis() as u64 * 48,
+                            synthetic::opus_packet(send_us),
+                        ),
+                    };
                     let ts = MediaTime::new(samples, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-                    self.write_media(false, now, ts, &synthetic::opus_packet(send_us));
+                    self.write_media(false, now, ts, &packet);
+                    audio_no += 1;
                     next_audio += Duration::from_millis(20);
                 }
             }
@@ -561,7 +601,9 @@ impl MediaLoop {
                 self.state.channel_open.store(false, Ordering::Release);
             }
             Event::KeyframeRequest(_) => {
-                // Like a real encoder: a PLI/FIR makes the next frame a keyframe.
+                // Like a real encoder: a PLI/FIR makes the next synthetic
+                // frame a keyframe. Pre-encoded media has a fixed 1 s GOP
+                // and only counts the request.
                 self.keyframe_requested = true;
                 self.state.keyframe_requests.fetch_add(1, Ordering::Relaxed);
             }
@@ -593,7 +635,11 @@ impl MediaLoop {
     }
 
     fn write_media(&mut self, video: bool, now: Instant, ts: MediaTime, data: &[u8]) {
-        let codec = if video { Codec::Vp8 } else { Codec::Opus };
+        let codec = match (video, self.opts.media.is_some()) {
+            (false, _) => Codec::Opus,
+            (true, true) => Codec::H264,
+            (true, false) => Codec::Vp8,
+        };
         let mids: Vec<Mid> = self
             .mids
             .iter()
