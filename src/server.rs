@@ -14,12 +14,12 @@ use vestibule_actors::directory::SessionDirectory;
 use vestibule_actors::registry::{CloseAllLobbies, ControlPlane, LobbyPolicy, LobbyRegistry};
 
 use crate::auth::{KeyError, KeySource, TokenKeys, load_or_generate_key};
-use crate::live::LiveService;
-use crate::live::metrics::LiveMetrics;
 use crate::config::{OnDuplicateUser, Settings};
 use crate::http;
 use crate::http::rate_limit::IpRateLimiter;
 use crate::http::state::AppState;
+use crate::live::LiveService;
+use crate::live::metrics::LiveMetrics;
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};

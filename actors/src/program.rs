@@ -99,7 +99,10 @@ mod tests {
         let s = SessionId::random();
         let a = track(MediaKind::Video, Purpose::Main, false, "0");
         let b = track(MediaKind::Video, Purpose::Main, false, "1");
-        assert_eq!(select([(s, &a), (s, &b)]).video.map(|v| v.mid), Some("1".into()));
+        assert_eq!(
+            select([(s, &a), (s, &b)]).video.map(|v| v.mid),
+            Some("1".into())
+        );
         assert!(select(std::iter::empty()).is_empty());
     }
 }

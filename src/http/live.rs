@@ -170,7 +170,11 @@ fn already_live() -> ApiError {
     }
 }
 
-async fn status(state: &AppState, key: &StreamKey, id: Option<&str>) -> Result<HttpResponse, ApiError> {
+async fn status(
+    state: &AppState,
+    key: &StreamKey,
+    id: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     let live = find_live(state, key, id).await?;
     let status = live.status.send(QueryLive).await?;
     Ok(HttpResponse::Ok()
@@ -178,7 +182,11 @@ async fn status(state: &AppState, key: &StreamKey, id: Option<&str>) -> Result<H
         .json(status))
 }
 
-async fn stop(state: &AppState, key: &StreamKey, id: Option<&str>) -> Result<HttpResponse, ApiError> {
+async fn stop(
+    state: &AppState,
+    key: &StreamKey,
+    id: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     let live = find_live(state, key, id).await?;
     live.stop.do_send(StopLive { reason: "deleted" });
     Ok(HttpResponse::NoContent().finish())

@@ -21,10 +21,10 @@ use super::credentials::{
     SessionAuth, SessionCaller, Target, optional_bearer, optional_bearer_for_teardown,
     session_caller,
 };
-use super::viewer;
 use super::error::ApiError;
 use super::state::AppState;
 use super::streams::stream_key;
+use super::viewer;
 
 /// How long `POST /whep` waits for the session's signal channel (API.md rule 6).
 const SIGNAL_WAIT: Duration = Duration::from_secs(10);

@@ -219,7 +219,9 @@ mod tests {
         let ok = Destination::parse("rtmp://example.com/live", "abc-123").unwrap();
         assert_eq!((ok.host(), ok.port), ("example.com", 1935));
         assert_eq!(
-            Destination::parse("rtmps://Example.com/app", "k").unwrap().port,
+            Destination::parse("rtmps://Example.com/app", "k")
+                .unwrap()
+                .port,
             443
         );
         for (endpoint, key) in [

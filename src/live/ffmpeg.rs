@@ -55,7 +55,7 @@ pub fn free_port_pairs() -> std::io::Result<TapPorts> {
     for _ in 0..64 {
         let probe = std::net::UdpSocket::bind(("127.0.0.1", 0))?;
         let port = probe.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX - 1 || found.contains(&port) {
+        if !port.is_multiple_of(2) || port == u16::MAX - 1 || found.contains(&port) {
             continue;
         }
         if std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
@@ -89,7 +89,10 @@ pub fn sdp(video: Option<&TapMedia>, audio: Option<&TapMedia>, ports: TapPorts) 
                 m.clock_rate,
                 ch.max(1)
             )),
-            None => sdp.push_str(&format!("a=rtpmap:{} {}/{}\r\n", m.pt, m.codec, m.clock_rate)),
+            None => sdp.push_str(&format!(
+                "a=rtpmap:{} {}/{}\r\n",
+                m.pt, m.codec, m.clock_rate
+            )),
         }
         if !m.fmtp.is_empty() {
             sdp.push_str(&format!("a=fmtp:{} {}\r\n", m.pt, m.fmtp));
@@ -261,7 +264,13 @@ mod tests {
         };
         let a = media("opus", 111, 48_000, Some(2), "");
         let h264 = media("H264", 102, 90_000, None, "");
-        let args = arguments(Path::new("x.sdp"), Some(&h264), Some(&a), &cfg, "rtmp://h/a/k");
+        let args = arguments(
+            Path::new("x.sdp"),
+            Some(&h264),
+            Some(&a),
+            &cfg,
+            "rtmp://h/a/k",
+        );
         let joined = args.join(" ");
         assert!(joined.contains("-c:v copy"));
         assert!(joined.contains("-c:a aac -b:a 128k"));
@@ -271,6 +280,6 @@ mod tests {
         assert!(joined.contains("-c:v libx264 -preset veryfast"));
         assert!(!joined.contains("0:a:0"));
         let ports = free_port_pairs().unwrap();
-        assert!(ports.video % 2 == 0 && ports.audio % 2 == 0 && ports.video != ports.audio);
+        assert!(ports.video.is_multiple_of(2) && ports.audio.is_multiple_of(2) && ports.video != ports.audio);
     }
 }

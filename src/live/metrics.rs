@@ -1,6 +1,8 @@
 //! Live restream metric families.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Every live family.
 #[derive(Debug, Clone)]
@@ -48,7 +50,10 @@ impl LiveMetrics {
                 "FLV bytes pushed to RTMP endpoints",
             )?,
             exits: IntCounterVec::new(
-                Opts::new("vestibule_live_ffmpeg_exits_total", "ffmpeg exits by reason"),
+                Opts::new(
+                    "vestibule_live_ffmpeg_exits_total",
+                    "ffmpeg exits by reason",
+                ),
                 &["reason"],
             )?,
             refused: IntCounter::new(

@@ -158,15 +158,25 @@ impl Restream {
 
     fn is_online(&self, now: Instant) -> bool {
         self.current.as_ref().is_some_and(|c| {
-            c.stopping.is_none() && c.last_growth.is_some_and(|t| now.duration_since(t) < ONLINE_WINDOW)
+            c.stopping.is_none()
+                && c.last_growth
+                    .is_some_and(|t| now.duration_since(t) < ONLINE_WINDOW)
         })
     }
 
     /// Keeps the status gauge in step.
     fn update_gauge(&mut self, now: Instant) {
-        let label = if self.is_online(now) { "online" } else { "offline" };
+        let label = if self.is_online(now) {
+            "online"
+        } else {
+            "offline"
+        };
         if label != self.gauge {
-            self.setup.metrics.lives.with_label_values(&[self.gauge]).dec();
+            self.setup
+                .metrics
+                .lives
+                .with_label_values(&[self.gauge])
+                .dec();
             self.setup.metrics.lives.with_label_values(&[label]).inc();
             self.gauge = label;
         }
@@ -275,10 +285,16 @@ impl Restream {
             online_since: None,
             stopping: None,
         });
-        self.worker(WorkerCmd::RefreshTap { live: self.setup.id });
+        self.worker(WorkerCmd::RefreshTap {
+            live: self.setup.id,
+        });
         for delay in START_KEYFRAMES {
             ctx.run_later(delay, move |act, _ctx| {
-                if act.current.as_ref().is_some_and(|c| c.run == run && c.bytes == 0) {
+                if act
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.run == run && c.bytes == 0)
+                {
                     act.worker(WorkerCmd::RefreshTap { live: act.setup.id });
                 }
             });
@@ -309,7 +325,13 @@ impl Restream {
             self.backoff = BACKOFF_FIRST;
         }
         let reason = match (current.stopping, &exit) {
-            (_, RunExit { spawn_error: Some(_), .. }) => "spawn_failed",
+            (
+                _,
+                RunExit {
+                    spawn_error: Some(_),
+                    ..
+                },
+            ) => "spawn_failed",
             (Some(_), RunExit { killed: true, .. }) => "killed",
             (Some(cause), _) => cause.label(),
             (None, _) => "failed",
@@ -370,7 +392,11 @@ impl Actor for Restream {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.setup.metrics.starts.inc();
-        self.setup.metrics.lives.with_label_values(&[self.gauge]).inc();
+        self.setup
+            .metrics
+            .lives
+            .with_label_values(&[self.gauge])
+            .inc();
         self.worker(WorkerCmd::OpenTap {
             stream: self.setup.stream.clone(),
             live: self.setup.id,
@@ -383,14 +409,20 @@ impl Actor for Restream {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.worker(WorkerCmd::CloseTap { live: self.setup.id });
+        self.worker(WorkerCmd::CloseTap {
+            live: self.setup.id,
+        });
         if let Some(mut current) = self.current.take() {
             // Not normally reached (the actor waits for the exit); the run
             // task still stops ffmpeg on its own.
             stop_run(&mut current, StopCause::Stop);
             let _ = std::fs::remove_file(&current.sdp_path);
         }
-        self.setup.metrics.lives.with_label_values(&[self.gauge]).dec();
+        self.setup
+            .metrics
+            .lives
+            .with_label_values(&[self.gauge])
+            .dec();
         info!(lobby = %self.setup.stream, "live stopped");
     }
 }
@@ -451,7 +483,9 @@ impl Handler<StopLive> for Restream {
         self.wanted = false;
         info!(lobby = %self.setup.stream, reason = msg.reason, "live stopping");
         self.setup.lobby.do_send(DetachLive { id: self.setup.id });
-        self.worker(WorkerCmd::CloseTap { live: self.setup.id });
+        self.worker(WorkerCmd::CloseTap {
+            live: self.setup.id,
+        });
         if let Some(retry) = self.retry.take() {
             ctx.cancel_future(retry);
         }
@@ -467,7 +501,11 @@ impl Handler<QueryLive> for Restream {
     fn handle(&mut self, _msg: QueryLive, _ctx: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         actix::MessageResult(LiveStatus {
-            status: if self.is_online(now) { "online" } else { "offline" },
+            status: if self.is_online(now) {
+                "online"
+            } else {
+                "offline"
+            },
             source: self.source_label(),
             rtmp_host: self.setup.destination.host().to_string(),
             started_at: self.started_at.clone(),

@@ -70,7 +70,12 @@ impl RunHandle {
 }
 
 /// Starts ffmpeg with `args`; events go to `events`.
-pub fn spawn(ffmpeg: PathBuf, args: Vec<String>, run: u64, events: Recipient<RunEvent>) -> RunHandle {
+pub fn spawn(
+    ffmpeg: PathBuf,
+    args: Vec<String>,
+    run: u64,
+    events: Recipient<RunEvent>,
+) -> RunHandle {
     let (stop_tx, stop_rx) = oneshot::channel();
     actix::spawn(supervise(ffmpeg, args, run, events, stop_rx));
     RunHandle {
@@ -178,7 +183,9 @@ async fn supervise(
 type Lines<R> = tokio::io::Lines<BufReader<R>>;
 
 /// The next line of an optional stream; pending forever once it ended.
-async fn next_line<R: tokio::io::AsyncRead + Unpin>(lines: &mut Option<Lines<R>>) -> Option<String> {
+async fn next_line<R: tokio::io::AsyncRead + Unpin>(
+    lines: &mut Option<Lines<R>>,
+) -> Option<String> {
     match lines {
         Some(l) => l.next_line().await.ok().flatten(),
         None => std::future::pending().await,

@@ -68,19 +68,11 @@ impl Worker {
                 }
                 let seq = out.seq.map(packet.seq_no);
                 let clock = if video { 90_000 } else { 48_000 };
-                let ts = out
-                    .ts
-                    .map(packet.header.timestamp, packet.timestamp, clock);
-                let write = RtpWrite::new(
-                    pt,
-                    seq,
-                    ts,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .nackable(video)
-                .ext_vals(forwardable_extensions(&packet.header.ext_vals));
+                let ts = out.ts.map(packet.header.timestamp, packet.timestamp, clock);
+                let write = RtpWrite::new(pt, seq, ts, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .nackable(video)
+                    .ext_vals(forwardable_extensions(&packet.header.ext_vals));
                 if let Some(tx) = peer.rtc.direct_api().stream_tx(&ssrc) {
                     tx.write_rtp(write);
                     self.metrics.rtp_forwarded(video, packet.payload.len());

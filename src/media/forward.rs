@@ -184,7 +184,11 @@ mod tests {
         let mut ts = TsRebase::default();
         assert_eq!(*seq.map(500u64.into()), FIRST_SEQ);
         assert_eq!(*seq.map(501u64.into()), FIRST_SEQ + 1);
-        assert_eq!(ts.map(90_000, t0, 90_000), 90_000, "identity before a switch");
+        assert_eq!(
+            ts.map(90_000, t0, 90_000),
+            90_000,
+            "identity before a switch"
+        );
         seq.switch();
         ts.switch();
         assert_eq!(*seq.map(9_000u64.into()), FIRST_SEQ + 2);
@@ -194,7 +198,11 @@ mod tests {
         assert_eq!(ts.map(7 + 3_000, later, 90_000), 90_000 + 12_000);
         let mut fresh = SeqRebase::default();
         fresh.switch();
-        assert_eq!(*fresh.map(3u64.into()), FIRST_SEQ, "a switch before any packet is a start");
+        assert_eq!(
+            *fresh.map(3u64.into()),
+            FIRST_SEQ,
+            "a switch before any packet is a start"
+        );
     }
 
     #[test]

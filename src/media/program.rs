@@ -168,7 +168,8 @@ impl Worker {
         for feed in self.programs.values_mut() {
             feed.viewers.retain(|&v| v != key);
         }
-        self.tap_routes.retain(|(publisher, _), _| *publisher != key);
+        self.tap_routes
+            .retain(|(publisher, _), _| *publisher != key);
     }
 
     /// Starts the live tap of a program.
@@ -186,7 +187,9 @@ impl Worker {
                 self.route_tap(&stream, now);
                 debug!(worker = self.index, lobby = %stream, "live tap opened");
             }
-            Err(e) => warn!(worker = self.index, lobby = %stream, cause = %e, "live tap socket failed"),
+            Err(e) => {
+                warn!(worker = self.index, lobby = %stream, cause = %e, "live tap socket failed")
+            }
         }
     }
 
@@ -268,11 +271,7 @@ impl Worker {
         let Some((stream, kind, track)) = self.tap_routes.get(&(publisher, mid)) else {
             return false;
         };
-        let Some(tap) = self
-            .programs
-            .get_mut(stream)
-            .and_then(|f| f.tap.as_mut())
-        else {
+        let Some(tap) = self.programs.get_mut(stream).and_then(|f| f.tap.as_mut()) else {
             return false;
         };
         let peers = &mut self.peers;

@@ -187,9 +187,7 @@ impl LiveTap {
         }
         let seq = *out.seq.map(packet.seq_no) as u16;
         let clock = out.media.as_ref().map_or(90_000, |m| m.clock_rate);
-        let ts = out
-            .ts
-            .map(packet.header.timestamp, packet.timestamp, clock);
+        let ts = out.ts.map(packet.header.timestamp, packet.timestamp, clock);
         let (dest, ssrc) = (out.dest, out.ssrc);
         let copy_path = kind == MediaKind::Video && out.codec == Some(Codec::H264);
         if copy_path {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use vestibule::auth::TokenKeys;
 
 pub mod clients;
+pub mod rtmp;
 
 /// A key long enough for the config check; random per server.
 pub fn random_key() -> String {
