@@ -394,3 +394,24 @@ async fn a_publisher_of_real_h264_and_opus_is_counted() {
         "no errors: {logs}"
     );
 }
+
+#[tokio::test]
+async fn a_publisher_without_any_data_channel_leaves_the_worker_responsive() {
+    // OBS-style WHIP (media only). The signal-channel fallback deadline
+    // used to stay in the past for such a peer and spin its worker, so
+    // the next request to that worker timed out with 503.
+    let server = Server::start(ServerSpec::default().env("VESTIBULE__MEDIA__WORKERS", "1")).await;
+    let opts = PublishOptions {
+        channel: None,
+        ..PublishOptions::default()
+    };
+    let _plain = publish(&server, "dev", opts).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = std::time::Instant::now();
+    let _guest = publish(&server, "guest", PublishOptions::default()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the worker answered in {:?}",
+        started.elapsed()
+    );
+}

@@ -280,6 +280,10 @@ mod tests {
         assert!(joined.contains("-c:v libx264 -preset veryfast"));
         assert!(!joined.contains("0:a:0"));
         let ports = free_port_pairs().unwrap();
-        assert!(ports.video.is_multiple_of(2) && ports.audio.is_multiple_of(2) && ports.video != ports.audio);
+        assert!(
+            ports.video.is_multiple_of(2)
+                && ports.audio.is_multiple_of(2)
+                && ports.video != ports.audio
+        );
     }
 }

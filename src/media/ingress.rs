@@ -70,9 +70,12 @@ impl Ingress {
         }
     }
 
-    /// Whether the signal channel is still being chosen.
+    /// Whether a fallback channel waits for [`SIGNAL_FALLBACK`] to pass.
+    /// Only then is there a deadline: a peer without any channel (OBS,
+    /// plain WHIP) must not keep a deadline in the past, or the worker
+    /// would wake for it in a busy loop.
     pub fn choosing_signal(&self) -> bool {
-        matches!(self.signal, SignalState::Choosing { .. })
+        matches!(self.signal, SignalState::Choosing { fallback: Some(_) })
     }
 
     /// After [`SIGNAL_FALLBACK`]: the first other channel becomes the signal channel.
