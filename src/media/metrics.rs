@@ -72,6 +72,8 @@ pub struct MediaMetrics {
     pub subscribers: IntGauge,
     /// Egress m-line opened to its first forwarded keyframe.
     pub first_frame_seconds: Histogram,
+    /// Program source switches applied to viewers and live taps, by kind.
+    pub program_switches: IntCounterVec,
     signal_messages: IntCounterVec,
     signal_dropped: IntCounterVec,
 }
@@ -144,6 +146,13 @@ impl MediaMetrics {
                 "vestibule_subscribers",
                 "WHEP peers (subscribers) on the workers",
             )?,
+            program_switches: IntCounterVec::new(
+                Opts::new(
+                    "vestibule_program_switches_total",
+                    "Program source changes applied in a worker (viewers, live tap), by kind",
+                ),
+                &["kind"],
+            )?,
             first_frame_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "vestibule_first_frame_seconds",
@@ -180,6 +189,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.setup_seconds.clone()))?;
         registry.register(Box::new(m.subscribers.clone()))?;
         registry.register(Box::new(m.first_frame_seconds.clone()))?;
+        registry.register(Box::new(m.program_switches.clone()))?;
         registry.register(Box::new(m.signal_messages.clone()))?;
         registry.register(Box::new(m.signal_dropped.clone()))?;
         // Expose every labelled series from the start, so dashboards and

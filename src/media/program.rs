@@ -62,6 +62,11 @@ impl Worker {
             if source_of(&old, kind) == new {
                 continue;
             }
+            self.metrics
+                .family
+                .program_switches
+                .with_label_values(&[kind.as_str()])
+                .inc();
             for &viewer in &viewers {
                 self.switch_viewer(viewer, kind, new, now);
             }
