@@ -1,12 +1,14 @@
 //! The built-in lobby page, compiled into the binary: `index.html`, the
-//! `lobby.js` module (WHIP/WHEP/signal logic), `app.js` (UI wiring) and
-//! `style.css`. No build step: the files in `web/` are served as they are.
+//! `lobby.js` module (WHIP/WHEP/signal logic), `mix.js` (the owner's
+//! program mix), `app.js` (UI wiring) and `style.css`. No build step: the
+//! files in `web/` are served as they are.
 
 use actix_web::HttpResponse;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
 const LOBBY_JS: &str = include_str!("web/lobby.js");
 const APP_JS: &str = include_str!("web/app.js");
+const MIX_JS: &str = include_str!("web/mix.js");
 const STYLE_CSS: &str = include_str!("web/style.css");
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -36,6 +38,11 @@ pub(super) async fn lobby_js() -> HttpResponse {
 /// `GET /app.js`.
 pub(super) async fn app_js() -> HttpResponse {
     asset(JS, APP_JS)
+}
+
+/// `GET /mix.js`.
+pub(super) async fn mix_js() -> HttpResponse {
+    asset(JS, MIX_JS)
 }
 
 /// `GET /style.css`.
