@@ -41,7 +41,7 @@
 //
 // --screenshot: in three-users, a PNG of A's page once A and B see each
 // other. --web-dir: serve the page's files (index.html, lobby.js, app.js,
-// mix.js, style.css) from DIR instead of the server (to
+// mix.js, view.html, view.js, style.css) from DIR instead of the server (to
 // try page changes without a rebuild).
 //
 // stdout: one JSON line {"scenario","ok":true,"users":{name:userId},
@@ -79,6 +79,8 @@ const ASSETS = {
   '/lobby.js': ['lobby.js', 'text/javascript; charset=utf-8'],
   '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
   '/mix.js': ['mix.js', 'text/javascript; charset=utf-8'],
+  '/view.html': ['view.html', 'text/html; charset=utf-8'],
+  '/view.js': ['view.js', 'text/javascript; charset=utf-8'],
   '/style.css': ['style.css', 'text/css; charset=utf-8'],
 };
 
