@@ -83,6 +83,9 @@ pub fn configure(cfg: &mut ServiceConfig, with_metrics: bool) {
         .route("/index.html", web::get().to(web_page::index))
         .route("/lobby.js", web::get().to(web_page::lobby_js))
         .route("/app.js", web::get().to(web_page::app_js))
+        .route("/mix.js", web::get().to(web_page::mix_js))
+        .route("/view.html", web::get().to(web_page::view_html))
+        .route("/view.js", web::get().to(web_page::view_js))
         .route("/style.css", web::get().to(web_page::style_css))
         .route("/space/{space}/streams", web::get().to(streams::list))
         .service(

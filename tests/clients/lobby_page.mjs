@@ -40,8 +40,9 @@
 //     or cuts the network).
 //
 // --screenshot: in three-users, a PNG of A's page once A and B see each
-// other. --web-dir: serve index.html, lobby.js, app.js and style.css from
-// DIR instead of the server (to try page changes without a rebuild).
+// other. --web-dir: serve the page's files (index.html, lobby.js, app.js,
+// mix.js, view.html, view.js, style.css) from DIR instead of the server (to
+// try page changes without a rebuild).
 //
 // stdout: one JSON line {"scenario","ok":true,"users":{name:userId},
 // "checks":[{"name","ok","ms",...}],"timings":{...}}; every check's `ms` is
@@ -77,6 +78,9 @@ const ASSETS = {
   '/index.html': ['index.html', 'text/html; charset=utf-8'],
   '/lobby.js': ['lobby.js', 'text/javascript; charset=utf-8'],
   '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
+  '/mix.js': ['mix.js', 'text/javascript; charset=utf-8'],
+  '/view.html': ['view.html', 'text/html; charset=utf-8'],
+  '/view.js': ['view.js', 'text/javascript; charset=utf-8'],
   '/style.css': ['style.css', 'text/css; charset=utf-8'],
 };
 

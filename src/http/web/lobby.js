@@ -1,7 +1,9 @@
 // Vestibule lobby client: WHIP (publish + `signal` data channel), server-offer
 // WHEP (receive the others) and renegotiation over the signal channel, as in
-// API.md. No DOM access: the page (app.js) and tests drive a `Lobby` and
-// listen through the callbacks passed to its constructor.
+// API.md. Also client offers on the signal channel (extra published tracks,
+// e.g. the owner's program mix) and the owner's live (RTMP restream) API.
+// No DOM access: the page (app.js) and tests drive a `Lobby` and listen
+// through the callbacks passed to its constructor.
 
 /** Signal channel message types (API.md "Signal channel"). */
 export const SIGNAL = Object.freeze({ OFFER: 1, ANSWER: 2, MUTE: 3 });
@@ -9,6 +11,10 @@ export const SIGNAL = Object.freeze({ OFFER: 1, ANSWER: 2, MUTE: 3 });
 const GATHER_TIMEOUT_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10000;
 const WHEP_ATTEMPTS = 5;
+const CLIENT_OFFER_TIMEOUT_MS = 10000;
+
+/** Purpose codes of `i=` lines (API.md "Track metadata"). */
+const PURPOSE_CODE = Object.freeze({ guest: 1, main: 2 });
 
 /** An error the page shows: `kind` is auth | forbidden | full | not-found |
  *  http | media | connection | protocol. */
@@ -53,15 +59,48 @@ export function parseSections(sdp) {
   return sections;
 }
 
-/** The `userId` claim of a JWT, for display only (the server checks it). */
-export function tokenUserId(token) {
+/** The claims of a JWT, for display only (the server checks them); `{}` if unreadable. */
+export function tokenClaims(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const json = new TextDecoder().decode(Uint8Array.from(atob(part), (c) => c.charCodeAt(0)));
-    return JSON.parse(json).userId ?? null;
+    const claims = JSON.parse(json);
+    return claims && typeof claims === 'object' ? claims : {};
   } catch {
-    return null;
+    return {};
   }
+}
+
+/** The `userId` claim of a JWT, for display only (the server checks it). */
+export function tokenUserId(token) {
+  return tokenClaims(token).userId ?? null;
+}
+
+/**
+ * Writes `i=<text>` directly after the `m=` line of every media section whose
+ * `a=mid` is a key of `infos` (Map mid -> text such as `2 2 program`), as
+ * API.md "Track metadata" asks of an ingress offer. Other sections are left
+ * as they are.
+ */
+export function addTrackInfo(sdp, infos) {
+  const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+  const out = [];
+  let pending = null; // [index of the section's m= line in out, mid]
+  const flush = () => {
+    if (pending && infos.has(pending[1])) out.splice(pending[0] + 1, 0, `i=${infos.get(pending[1])}`);
+    pending = null;
+  };
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      flush();
+      pending = [out.length, null];
+    } else if (pending && pending[1] === null && line.startsWith('a=mid:')) {
+      pending[1] = line.slice(6).trim();
+    }
+    out.push(line);
+  }
+  flush();
+  return out.join(eol);
 }
 
 function withTimeout(promise, ms, what) {
@@ -87,13 +126,18 @@ function gathered(pc) {
   return withTimeout(done, GATHER_TIMEOUT_MS, 'ICE gathering').catch(() => {});
 }
 
-/** Turns a non-2xx response into a LobbyError with a clear message. */
-async function httpError(resp, what) {
-  let problem = {};
+/** The problem+json body of an error response (RFC 9457), `{}` if none. */
+async function readProblem(resp) {
   try {
     const body = await resp.text();
-    if ((resp.headers.get('Content-Type') ?? '').includes('json')) problem = JSON.parse(body);
+    if ((resp.headers.get('Content-Type') ?? '').includes('json')) return JSON.parse(body) ?? {};
   } catch {}
+  return {};
+}
+
+/** Turns a non-2xx response into a LobbyError with a clear message. */
+async function httpError(resp, what) {
+  const problem = await readProblem(resp);
   const status = resp.status;
   const why = problem.detail ? `${status}: ${problem.detail}` : `${status}`;
   if (status === 401) {
@@ -108,6 +152,18 @@ async function httpError(resp, what) {
     return new LobbyError('full', `${full ? 'The lobby is full' : 'Too many requests'} (${why}).${when}`, { status, retryAfter });
   }
   return new LobbyError('http', `${what} failed (HTTP ${why}).`, { status });
+}
+
+/** A LobbyError for a live (restream) request: the status and the server's
+ *  `detail`, which never holds the stream key (API.md: redacted). */
+async function liveError(resp, what) {
+  const problem = await readProblem(resp);
+  const status = resp.status;
+  const retryAfter = Number(resp.headers.get('Retry-After')) || null;
+  const why = problem.detail ? `${status}: ${problem.detail}` : `${status}`;
+  const kind = { 401: 'auth', 403: 'forbidden', 404: 'not-found', 429: 'full' }[status] ?? 'http';
+  const when = retryAfter ? ` Try again in ${retryAfter} s.` : '';
+  return new LobbyError(kind, `${what} failed (HTTP ${why}).${when}`, { status, retryAfter });
 }
 
 /**
@@ -128,10 +184,12 @@ export class Lobby {
     const root = `${base}/space/${encodeURIComponent(space)}/stream/${encodeURIComponent(stream)}`;
     this.spaceId = space;
     this.streamId = stream;
+    this.streamBase = root;
     this.whipUrl = `${root}/whip`;
     this.whepUrl = `${root}/whep`;
     this.token = token;
-    this.userId = tokenUserId(token);
+    this.claims = tokenClaims(token);
+    this.userId = this.claims.userId ?? null;
     this.rtcConfig = { bundlePolicy: 'max-bundle', ...rtcConfig };
     this.cb = callbacks;
     this.state = 'idle';
@@ -145,7 +203,12 @@ export class Lobby {
     this.pcIn = null;
     this.pcOut = null;
     this.signal = null;
-    this.nextId = 1; // ids of messages we originate (mute)
+    this.nextId = 1; // ids of messages we originate (mute, client offers)
+    this.clientOfferNumber = 0; // number of our last client offer
+    this._pendingAnswer = null; // {number, resolve, reject} of the outstanding client offer
+    this.extraTracks = []; // tracks added by client offers: [{purpose, label, transceivers, mids}]
+    this._inQueue = Promise.resolve(); // client offers, one at a time
+    this.liveUrl = null; // Location of our live output
     this.offersApplied = 0;
     this.offerNumber = null; // number of the last server offer answered
     this._lastAnswer = null; // {number, text} for re-sent offers
@@ -224,6 +287,11 @@ export class Lobby {
     this.offersApplied = 0;
     this.offerNumber = null;
     this._lastAnswer = null;
+    this.nextId = 1;
+    this.clientOfferNumber = 0;
+    this._pendingAnswer = null;
+    this.extraTracks = [];
+    this.liveUrl = null;
     this.error = null;
   }
 
@@ -389,6 +457,8 @@ export class Lobby {
       this._enqueue(() => this._onOffer(msg)).catch((e) => {
         if (this.state === 'joined') this._fail(new LobbyError('protocol', `Could not apply a server offer: ${e.message}`));
       });
+    } else if (type === SIGNAL.ANSWER) {
+      this._onClientAnswer(msg);
     } else if (type === SIGNAL.MUTE) {
       this._onRemoteMute(String(msg.data?.mid), Boolean(msg.data?.mute));
     } else {
@@ -471,6 +541,184 @@ export class Lobby {
     this._log(`mute for unknown mid ${mid}`);
   }
 
+  /** The server's answer (type 2) to our outstanding client offer. */
+  _onClientAnswer(msg) {
+    const pending = this._pendingAnswer;
+    const number = Number(msg.data?.number);
+    if (!pending || number !== pending.number) {
+      this._log(`ignored an answer with number ${msg.data?.number}`);
+      return;
+    }
+    this._pendingAnswer = null;
+    const sdp = msg.data?.sdp;
+    const text = typeof sdp === 'string' ? sdp : sdp?.sdp;
+    if (typeof text !== 'string') pending.reject(new LobbyError('protocol', 'The server answered without an SDP.'));
+    else pending.resolve(text);
+  }
+
+  /**
+   * Renegotiates the WHIP connection by a client offer on the signal channel
+   * (API.md "Signal channel", type 1 client->server). `mutate(pc)` changes
+   * the transceivers; `infoFor(transceiver)` returns the `i=` text for a
+   * media section that this offer adds (or null). Sends the offer with the
+   * next number, applies the type-2 answer with the same number and returns
+   * the answer's sections for the new mids. On a timeout or an error the
+   * local offer is rolled back and `undo()` runs.
+   */
+  _clientOffer(what, mutate, { infoFor = () => null, undo = () => {} } = {}) {
+    const run = this._inQueue.then(async () => {
+      const pc = this.pcIn;
+      if (!pc || this.state !== 'joined' || this.signal?.readyState !== 'open') {
+        throw new LobbyError('protocol', `${what}: not in a lobby.`);
+      }
+      const before = new Set(pc.getTransceivers().map((t) => t.mid).filter((m) => m !== null));
+      mutate(pc);
+      let offered = false;
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+        offered = true;
+        const infos = new Map();
+        const fresh = [];
+        for (const t of pc.getTransceivers()) {
+          if (t.mid === null || before.has(t.mid)) continue;
+          fresh.push(t.mid);
+          const info = infoFor(t);
+          if (info) infos.set(t.mid, info);
+        }
+        const sdp = addTrackInfo(pc.localDescription.sdp, infos);
+        const number = ++this.clientOfferNumber;
+        const answered = new Promise((resolve, reject) => {
+          this._pendingAnswer = { number, resolve, reject };
+        });
+        if (!this._send({ id: this.nextId++, type: SIGNAL.OFFER, data: { number, sdp: { type: 'offer', sdp } } })) {
+          throw new LobbyError('connection', `${what}: the signal channel is closed.`);
+        }
+        this._log(`sent client offer ${number} (new mids ${JSON.stringify(fresh)})`);
+        const answer = await withTimeout(answered, CLIENT_OFFER_TIMEOUT_MS, `${what} (waiting for the server's answer)`);
+        await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+        this._log(`applied the answer to client offer ${number}`);
+        return parseSections(answer)
+          .filter((s) => fresh.includes(s.mid))
+          .map((s) => ({ mid: s.mid, kind: s.kind, accepted: s.port !== 0 }));
+      } catch (e) {
+        this._pendingAnswer = null;
+        if (offered && pc.signalingState === 'have-local-offer') {
+          await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        }
+        try {
+          undo();
+        } catch {}
+        throw e instanceof LobbyError ? e : new LobbyError('protocol', `${what} failed: ${e.message ?? e}`);
+      }
+    });
+    this._inQueue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Publishes the tracks of `stream` in addition to the camera, by a client
+   * offer: each as a new sendonly m-line carrying `i=<purpose> 2 <label>`
+   * (purpose 'main' = program source, 2; 'guest' = 1; the server stores
+   * main only for the stream owner). Resolves with a handle for
+   * removeTracks(): `{purpose, label, mids, sections: [{mid, kind, accepted}]}`.
+   */
+  async addTracks(stream, { purpose = 'main', label = 'program' } = {}) {
+    const code = PURPOSE_CODE[purpose];
+    if (!code) throw new LobbyError('protocol', `unknown purpose ${purpose}`);
+    if (!/^\S+$/.test(label)) throw new LobbyError('protocol', 'a track label is one word');
+    let added = [];
+    const tracks = [...stream.getAudioTracks(), ...stream.getVideoTracks()];
+    const sections = await this._clientOffer(
+      'Publishing extra tracks',
+      (pc) => {
+        added = tracks.map((track) => pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }));
+      },
+      {
+        infoFor: (t) => (added.includes(t) ? `${code} 2 ${label}` : null),
+        undo: () => added.forEach((t) => t.stop()),
+      },
+    );
+    const handle = { purpose, label, transceivers: added, mids: added.map((t) => t.mid), sections };
+    this.extraTracks.push(handle);
+    return handle;
+  }
+
+  /** Stops publishing the tracks of an addTracks() handle, by a client offer. */
+  async removeTracks(handle) {
+    const i = this.extraTracks.indexOf(handle);
+    if (i < 0) return;
+    this.extraTracks.splice(i, 1);
+    await this._clientOffer('Removing extra tracks', () => {
+      for (const t of handle.transceivers) if (!t.stopped && t.currentDirection !== 'stopped') t.stop();
+    });
+  }
+
+  /**
+   * The stream's JSON (GET with our Bearer token): `{space, stream, owner,
+   * ownerHome?, title, lobbyOpen, live, lobby?}`.
+   */
+  async streamInfo() {
+    const resp = await fetch(this.streamBase, { headers: { Authorization: `Bearer ${this.token}` } });
+    if (resp.status !== 200) throw await httpError(resp, 'Reading the stream');
+    return resp.json();
+  }
+
+  /** Whether our token names the stream's owner (the server decides; this picks the UI). */
+  async isOwner() {
+    const info = await this.streamInfo();
+    return info.owner === this.userId && (info.ownerHome ?? null) === (this.claims.home ?? null);
+  }
+
+  /**
+   * Starts restreaming the program to RTMP (owner only): `POST
+   * {streamBase}/live/start` with our session cookie + X-Req-Token.
+   * Resolves with `{status, resource, location}`; rejects with a LobbyError
+   * carrying the status and the server's detail. The key goes only into
+   * the request body.
+   */
+  async startLive({ rtmpEndpoint, rtmpKey }) {
+    if (!this.reqToken) throw new LobbyError('protocol', 'Going live needs a lobby session: join first.');
+    const resp = await fetch(`${this.streamBase}/live/start`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: this._sessionHeaders({ 'Content-Type': 'application/json' }),
+      body: JSON.stringify({ rtmpEndpoint, rtmpKey }),
+    });
+    if (resp.status !== 201) throw await liveError(resp, 'Going live');
+    let body = {};
+    try {
+      body = await resp.json();
+    } catch {}
+    const resource = typeof body.resource === 'string' ? body.resource : null;
+    this.liveUrl = resp.headers.get('Location') ??
+      (resource ? `${this.streamBase}/live/${encodeURIComponent(resource)}` : `${this.streamBase}/live`);
+    return { status: resp.status, resource, location: this.liveUrl };
+  }
+
+  /** `GET {Location}` of our live output: `{status, source, rtmpHost, startedAt, bytesOut, restarts, lastError}`. */
+  async liveStatus() {
+    if (!this.reqToken) throw new LobbyError('protocol', 'Not in a lobby.');
+    const resp = await fetch(this.liveUrl ?? `${this.streamBase}/live`, {
+      credentials: 'same-origin',
+      headers: this._sessionHeaders(),
+    });
+    if (resp.status !== 200) throw await liveError(resp, 'Reading the live status');
+    return resp.json();
+  }
+
+  /** `DELETE {Location}` of our live output; resolves with the status (204). */
+  async stopLive() {
+    if (!this.reqToken) throw new LobbyError('protocol', 'Not in a lobby.');
+    const resp = await fetch(this.liveUrl ?? `${this.streamBase}/live`, {
+      method: 'DELETE',
+      credentials: 'same-origin',
+      headers: this._sessionHeaders(),
+    });
+    if (resp.status !== 204 && resp.status !== 200) throw await liveError(resp, 'Stopping the live output');
+    this.liveUrl = null;
+    return resp.status;
+  }
+
   /** The remote participants, in offer order. */
   list() {
     return [...this.participants.values()];
@@ -488,6 +736,8 @@ export class Lobby {
       receiving: Boolean(this.pcOut),
       offersApplied: this.offersApplied,
       offerNumber: this.offerNumber,
+      clientOfferNumber: this.clientOfferNumber,
+      extraTracks: this.extraTracks.map((h) => ({ purpose: h.purpose, label: h.label, mids: [...h.mids], sections: h.sections })),
       ownMids: { ...this.ownMids },
       muted: { ...this.muted },
       participants: this.list().map((p) => ({
@@ -591,6 +841,8 @@ export class Lobby {
       }
       this.reqToken = null;
     }
+    this._pendingAnswer?.reject(new LobbyError('connection', 'Left the lobby.'));
+    this._pendingAnswer = null;
     for (const pc of [this.pcOut, this.pcIn]) {
       try {
         pc?.close();
