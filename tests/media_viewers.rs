@@ -10,7 +10,10 @@ use std::time::Duration;
 use common::clients::{Client, run_client};
 use common::{Server, ServerSpec, metric, wait_metric};
 use serde_json::Value;
+use std::sync::atomic::Ordering;
 use vestibule::client::encoded::{EncodeSpec, EncodedMedia};
+
+use vestibule::client::subscriber::Subscriber;
 use vestibule::client::{PublishOptions, Publisher};
 
 const WHIP: &str = "/space/demo/stream/demo/whip";
@@ -101,6 +104,16 @@ async fn a_plain_viewer_keeps_watching_across_a_program_switch() {
     let Some(publisher) = owner(&server, dir.path()).await else {
         return;
     };
+    // Our own str0m viewer sees the numbering as sent: a switch must not
+    // show as a jump in sequence numbers or RTP time.
+    let numbered = Subscriber::connect_client_offer(
+        &server.base,
+        "/space/demo/stream/demo/whep",
+        &view_token(&server, "counter"),
+    )
+    .await
+    .expect("201");
+    assert!(numbered.wait_connected(Duration::from_secs(5)).await);
     let switch = async {
         // Let the viewer connect and decode the first source for a while.
         wait_metric(&server, "vestibule_viewers", Duration::from_secs(10), |v| {
@@ -118,8 +131,20 @@ async fn a_plain_viewer_keeps_watching_across_a_program_switch() {
         )
         .await;
         assert!(after > before, "the program switched to the new main track");
+        numbered.state.video_packets.load(Ordering::Relaxed)
     };
-    let (viewed, ()) = tokio::join!(run_client(&cmd), switch);
+    let (viewed, at_switch) = tokio::join!(run_client(&cmd), switch);
+    let numbered_total = numbered.state.video_packets.load(Ordering::Relaxed);
+    assert!(at_switch > 20, "video before the switch: {at_switch}");
+    assert!(
+        numbered_total > at_switch + 20,
+        "video after the switch: {numbered_total}"
+    );
+    assert_eq!(
+        numbered.state.video_jumps.load(Ordering::Relaxed),
+        0,
+        "sequence numbers and RTP time continue across the switch"
+    );
     let report = serde_json::to_string(&viewed).unwrap_or_default();
     assert_eq!(viewed["whepStatus"], 201, "{report}");
     assert_eq!(viewed["whepDeleteStatus"], 200, "{report}");
@@ -142,6 +167,13 @@ async fn a_plain_viewer_keeps_watching_across_a_program_switch() {
         0.0,
         "never renegotiated"
     );
+    let deleted = reqwest::Client::new()
+        .delete(server.url(&numbered.location))
+        .bearer_auth(view_token(&server, "counter"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status().as_u16(), 200);
     wait_metric(&server, "vestibule_viewers", Duration::from_secs(3), |v| {
         v == 0.0
     })
