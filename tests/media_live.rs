@@ -332,3 +332,166 @@ async fn live_requests_are_checked() {
     let ready: Value = ready.json().await.expect("json");
     assert_eq!(ready["live"], "unavailable");
 }
+
+/// The lobby_live.mjs driver: Chromium owner + guest pages, stepped over
+/// stdin, one JSON line per step on stdout.
+struct PageDriver {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl PageDriver {
+    fn start(args: &[String]) -> PageDriver {
+        let mut child = tokio::process::Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        use tokio::io::AsyncBufReadExt as _;
+        PageDriver {
+            child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line whose step is `step` (panics on an error step or EOF).
+    async fn until(&mut self, step: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {step} step within {limit:?}"))
+                .expect("read")
+                .unwrap_or_else(|| panic!("driver ended before {step}"));
+            let Ok(json) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            assert_ne!(json["step"], "error", "driver failed: {json}");
+            if json["step"] == step {
+                return json;
+            }
+        }
+    }
+
+    async fn command(&mut self, command: &str, limit: Duration) -> Value {
+        use tokio::io::AsyncWriteExt as _;
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("write");
+        let reply = self.until(command, limit).await;
+        assert_eq!(reply["ok"], true, "{command}: {reply}");
+        reply
+    }
+}
+
+/// The (width, height) nginx serves for `key`, probed until `want` or `limit`.
+async fn wait_size(nginx: &Nginx, key: &str, want: (u64, u64), limit: Duration) -> (u64, u64) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let streams = rtmp::probe_streams(&nginx.play_url(key)).await;
+        let size = rtmp::stream_of(&streams, "video")
+            .map(|v| {
+                (
+                    v["width"].as_u64().unwrap_or(0),
+                    v["height"].as_u64().unwrap_or(0),
+                )
+            })
+            .unwrap_or((0, 0));
+        if size == want || Instant::now() > deadline {
+            return size;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_owner_page_goes_live_with_its_mix_then_its_camera() {
+    if !rtmp::tools_present() {
+        return;
+    }
+    let nginx = Nginx::start();
+    let server = Server::start(
+        live_server(&nginx)
+            // Two browsers and an x264 encoder share the test machine.
+            .env("VESTIBULE__LIVE__X264_PRESET", "ultrafast")
+            .env("VESTIBULE__LIVE__VIDEO_KBPS", "800"),
+    )
+    .await;
+    let Some(mut args) = common::clients::Client::Chromium.command(&server, &[]) else {
+        return;
+    };
+    args.truncate(1);
+    let key = format!("k{}", common::random_key());
+    args.extend(
+        [
+            "tests/clients/lobby_live.mjs",
+            "--base",
+            &server.base,
+            "--space",
+            "demo",
+            "--stream",
+            "demo",
+            "--owner-token",
+            &server.token("dev"),
+            "--guest-token",
+            &server.token("guest"),
+            "--rtmp-endpoint",
+            &nginx.endpoint(),
+            "--rtmp-key",
+            &key,
+        ]
+        .map(str::to_string),
+    );
+    let mut driver = PageDriver::start(&args);
+    let mix = driver.until("mix-on", Duration::from_secs(60)).await;
+    let online = driver.until("online", Duration::from_secs(60)).await;
+    eprintln!(
+        "mix published: {}; online after {} ms",
+        mix["mix"], online["ms"]
+    );
+    driver.until("ready", Duration::from_secs(10)).await;
+    let size = wait_size(&nginx, &key, (1280, 720), Duration::from_secs(15)).await;
+    assert_eq!(size, (1280, 720), "the mix goes live");
+
+    let removed = Instant::now();
+    driver.command("mix-off", Duration::from_secs(15)).await;
+    let size = wait_size(&nginx, &key, (640, 480), Duration::from_secs(15)).await;
+    let switched = removed.elapsed();
+    eprintln!("mix removed -> 640x480 on RTMP after {switched:?} (probe included)");
+    assert_eq!(size, (640, 480), "the owner's camera after the mix");
+    let restarts = metric(
+        &server,
+        "vestibule_live_ffmpeg_exits_total{reason=\"switched\"}",
+    )
+    .await;
+    assert!(restarts >= 1.0, "the switch restarted ffmpeg");
+
+    let before = driver.command("status", Duration::from_secs(5)).await;
+    driver.command("guest-main", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = driver.command("status", Duration::from_secs(5)).await;
+    assert_eq!(
+        before["live"]["source"], after["live"]["source"],
+        "a guest's purpose-2 track is not the program"
+    );
+    assert_eq!(
+        wait_size(&nginx, &key, (640, 480), Duration::from_secs(5)).await,
+        (640, 480)
+    );
+
+    let stop = driver.command("stop", Duration::from_secs(15)).await;
+    assert_eq!(stop["deleteStatus"], 204, "{stop}");
+    let done = driver.until("done", Duration::from_secs(30)).await;
+    assert_eq!(done["ok"], true, "{done}");
+    let _ = driver.child.wait().await;
+    assert!(!server.logs().contains(&key), "the key is never logged");
+}
