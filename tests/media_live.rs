@@ -423,9 +423,20 @@ async fn the_owner_page_goes_live_with_its_mix_then_its_camera() {
         live_server(&nginx)
             // Two browsers and an x264 encoder share the test machine.
             .env("VESTIBULE__LIVE__X264_PRESET", "ultrafast")
-            .env("VESTIBULE__LIVE__VIDEO_KBPS", "800"),
+            .env("VESTIBULE__LIVE__VIDEO_KBPS", "800")
+            .env("VESTIBULE__LOBBY__ALLOW_VIEWERS", "true"),
     )
     .await;
+    let viewer_token = server
+        .keys()
+        .issue(
+            "watcher",
+            None,
+            false,
+            Some("demo/demo"),
+            Duration::from_secs(3600),
+        )
+        .expect("token");
     let Some(mut args) = common::clients::Client::Chromium.command(&server, &[]) else {
         return;
     };
@@ -448,6 +459,8 @@ async fn the_owner_page_goes_live_with_its_mix_then_its_camera() {
             &nginx.endpoint(),
             "--rtmp-key",
             &key,
+            "--viewer-token",
+            &viewer_token,
         ]
         .map(str::to_string),
     );
@@ -488,10 +501,93 @@ async fn the_owner_page_goes_live_with_its_mix_then_its_camera() {
         (640, 480)
     );
 
+    // The viewer page plays the same program over plain WHEP.
+    let viewer = driver.command("viewer", Duration::from_secs(30)).await;
+    assert_eq!(viewer["status"], 201, "{viewer}");
+    assert_eq!(
+        (
+            viewer["frameWidth"].as_u64(),
+            viewer["frameHeight"].as_u64()
+        ),
+        (Some(640), Some(480)),
+        "{viewer}"
+    );
+
     let stop = driver.command("stop", Duration::from_secs(15)).await;
     assert_eq!(stop["deleteStatus"], 204, "{stop}");
     let done = driver.until("done", Duration::from_secs(30)).await;
     assert_eq!(done["ok"], true, "{done}");
     let _ = driver.child.wait().await;
     assert!(!server.logs().contains(&key), "the key is never logged");
+}
+
+#[tokio::test]
+async fn without_a_source_the_live_holds_then_resumes_and_shutdown_stops_ffmpeg() {
+    if !rtmp::tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let media = red_tone(dir.path());
+    let nginx = Nginx::start();
+    let mut server =
+        Server::start(live_server(&nginx).env("VESTIBULE__LIVE__NO_SOURCE_GRACE_S", "2")).await;
+    let owner = server.token("dev");
+    // A guest keeps the lobby open while the owner is away.
+    let _guest = publish(&server, "guest", Arc::clone(&media)).await;
+    let mut first = publish(&server, "dev", Arc::clone(&media)).await;
+    let key = format!("k{}", common::random_key());
+    let (status, body, location) = start_live(
+        &server,
+        &owner,
+        json!({"rtmpEndpoint": nginx.endpoint(), "rtmpKey": key}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let location = location.expect("Location");
+    let up = wait_status(&server, &owner, &location, Duration::from_secs(10), online).await;
+    assert!(online(&up), "{up}");
+
+    // The owner leaves: the guest's tracks never become the program.
+    assert_eq!(first.delete(&owner).await.expect("delete"), 200);
+    let held = wait_status(&server, &owner, &location, Duration::from_secs(5), |s| {
+        s["source"] == "none" && !online(s)
+    })
+    .await;
+    assert_eq!(held["source"], "none", "{held}");
+    assert_eq!(held["lastError"], Value::Null, "within the grace: {held}");
+    let lapsed = wait_status(&server, &owner, &location, Duration::from_secs(5), |s| {
+        s["lastError"] == "no source"
+    })
+    .await;
+    assert_eq!(lapsed["lastError"], "no source", "{lapsed}");
+    assert!(ffmpeg_pid(&key).is_none(), "no ffmpeg while holding");
+    assert_eq!(
+        metric(
+            &server,
+            "vestibule_live_ffmpeg_exits_total{reason=\"no_source\"}"
+        )
+        .await,
+        1.0,
+        "stopped, not killed"
+    );
+
+    // The owner is back: online again within 3 s of its media arriving.
+    let _again = publish(&server, "dev", Arc::clone(&media)).await;
+    let back_from = Instant::now();
+    let back = wait_status(&server, &owner, &location, Duration::from_secs(10), online).await;
+    let resumed = back_from.elapsed();
+    eprintln!("source back -> online in {resumed:?}");
+    assert!(online(&back), "{back}");
+    assert!(resumed < Duration::from_secs(3), "resumed in {resumed:?}");
+    assert_eq!(back["lastError"], Value::Null, "{back}");
+
+    // Shutdown ends the live with everything else.
+    assert!(ffmpeg_pid(&key).is_some());
+    let (exit, took) = server.terminate(Duration::from_secs(10));
+    assert!(exit.success(), "{exit:?} after {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ffmpeg_pid(&key).is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ffmpeg_pid(&key).is_none(), "ffmpeg stopped with the server");
 }

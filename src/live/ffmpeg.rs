@@ -134,8 +134,12 @@ pub fn arguments(
         // "jitter buffer full" and drops.
         "-buffer_size",
         "4194304",
+        // The tap starts video with SPS + keyframe and the SDP names every
+        // codec: a short probe is enough and cuts the time to online.
         "-analyzeduration",
-        "3000000",
+        "1000000",
+        "-probesize",
+        "65536",
         "-i",
     ]
     .iter()

@@ -209,7 +209,13 @@ impl Restream {
             self.no_source_since = Some(Instant::now());
         }
         match (self.current.as_mut(), desired) {
-            (Some(current), None) => stop_run(current, StopCause::NoSource),
+            (Some(current), None) => {
+                // A switch already under way became a loss of every source.
+                if current.stopping == Some(StopCause::Switch) {
+                    current.stopping = Some(StopCause::NoSource);
+                }
+                stop_run(current, StopCause::NoSource);
+            }
             (Some(current), Some((sdp, video))) => {
                 if current.sdp != sdp || current.video_track != video {
                     stop_run(current, StopCause::Switch);

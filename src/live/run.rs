@@ -16,6 +16,11 @@ use tracing::debug;
 
 /// How long ffmpeg gets to finish after SIGINT before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// When a second SIGINT follows the first. ffmpeg's first SIGINT is only
+/// checked between packets, so without input (no source) it would sit in
+/// a blocking read; the second one interrupts the read, and ffmpeg still
+/// writes its trailer and closes the RTMP session.
+const SECOND_INTERRUPT: Duration = Duration::from_millis(500);
 /// stderr lines kept for `lastError`.
 const KEPT_LINES: usize = 4;
 
@@ -121,6 +126,8 @@ async fn supervise(
     // Fixed when the stop is requested (a sleep re-created per loop turn
     // would restart with every progress line).
     let mut kill_at = tokio::time::Instant::now();
+    let mut nudge_at = tokio::time::Instant::now();
+    let mut nudged = false;
     let status = loop {
         tokio::select! {
             line = next_line(&mut progress) => match line {
@@ -144,6 +151,11 @@ async fn supervise(
             _ = &mut stop, if !requested => {
                 requested = true;
                 kill_at = tokio::time::Instant::now() + STOP_GRACE;
+                nudge_at = tokio::time::Instant::now() + SECOND_INTERRUPT;
+                interrupt(&child);
+            },
+            _ = tokio::time::sleep_until(nudge_at), if requested && !nudged => {
+                nudged = true;
                 interrupt(&child);
             },
             _ = tokio::time::sleep_until(kill_at), if requested && !killed => {

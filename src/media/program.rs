@@ -262,6 +262,7 @@ impl Worker {
                 );
             }
         }
+        tap.report();
     }
 
     /// Hands one packet to the tap that takes it, if any; returns whether

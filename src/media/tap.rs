@@ -116,9 +116,10 @@ impl LiveTap {
         }
     }
 
-    /// The program's source of `kind` is now `track` (or none). A change
-    /// is reported at once when the kind lost its source; a new source is
-    /// reported with its first packet.
+    /// The program's source of `kind` is now `track` (or none). A kind
+    /// that lost its source is reported by the next [`LiveTap::report`]
+    /// (the caller sets both kinds first, so one program change makes one
+    /// report); a new source is reported with its first packet.
     pub fn set_source(&mut self, kind: MediaKind, track: Option<TrackId>) {
         let out = self.out(kind);
         if out.source == track {
@@ -128,7 +129,6 @@ impl LiveTap {
         if track.is_none() {
             out.media = None;
             out.codec = None;
-            self.report();
         }
     }
 
@@ -218,7 +218,7 @@ impl LiveTap {
     }
 
     /// Reports the media when it differs from the last report.
-    fn report(&mut self) {
+    pub fn report(&mut self) {
         let now = (self.video.media.clone(), self.audio.media.clone());
         if now != self.reported {
             self.reported = now.clone();
