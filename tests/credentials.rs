@@ -463,8 +463,8 @@ async fn live_needs_the_owners_session_or_token() {
         .expect("post");
     assert_eq!(
         r.status(),
-        StatusCode::NOT_IMPLEMENTED,
-        "owner passes auth; restreaming is not built yet"
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "owner passes auth; then the body (none, no JSON type) is refused"
     );
     let r = c
         .post(h.url("/space/demo/stream/nope/live"))
