@@ -152,7 +152,7 @@ impl Worker {
             participant: ParticipantId::random(),
             events,
         };
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             owner,
             rtc,
             ufrag,
@@ -160,6 +160,8 @@ impl Worker {
             Role::Egress(egress),
             now,
         );
+        peer.remote_ufrag = super::sdpfrag::ice_ufrag(offer).map(str::to_string);
+        peer.bundle_mid = super::sdpfrag::first_mid(&answer).map(str::to_string);
         let key = self.place(peer, now);
         for out in opened {
             self.open_route(key, out, now);
