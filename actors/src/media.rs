@@ -331,7 +331,14 @@ pub enum WorkerCmd {
         /// Where the tap reports its media.
         events: Recipient<TapEvent>,
     },
-    /// ffmpeg (re)started: gate video to the next keyframe and ask for one.
+    /// ffmpeg exited: stop writing (its ports may be reused by anyone)
+    /// but keep reporting the program's media.
+    PauseTap {
+        /// The restream.
+        live: LiveId,
+    },
+    /// ffmpeg (re)started: write again, gate video to the next keyframe and
+    /// ask for one.
     RefreshTap {
         /// The restream.
         live: LiveId,

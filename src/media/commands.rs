@@ -164,6 +164,7 @@ impl Worker {
                 events,
             } => self.open_tap(stream, live, (video_port, audio_port), events, now),
             WorkerCmd::RefreshTap { live } => self.refresh_tap(live, now),
+            WorkerCmd::PauseTap { live } => self.pause_tap(live),
             WorkerCmd::CloseTap { live } => self.close_tap(live, now),
             WorkerCmd::ClearProgram { stream } => self.clear_program(&stream, now),
             WorkerCmd::Shutdown => self.close_all(now),
@@ -212,6 +213,7 @@ impl Worker {
             .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
             .to_sdp_string();
         check_codecs(offer, &answer)?;
+        let answer = super::h264_fmtp::keep_offered_profiles(offer, &answer);
         let mut ingress = Ingress::new(&self.limits, now);
         let (media, _) = ingress.apply_answer(&answer);
         let owner = PeerOwner {
@@ -261,6 +263,7 @@ impl Worker {
                     .accept_offer(parsed)
                     .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
                     .to_sdp_string();
+                let answer = super::h264_fmtp::keep_offered_profiles(offer, &answer);
                 let Some(ingress) = peer.ingress_mut() else {
                     return Err(MediaError::NoPeer);
                 };

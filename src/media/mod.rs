@@ -14,6 +14,7 @@ pub mod demux;
 pub mod egress;
 pub mod fanout;
 pub mod forward;
+pub mod h264_fmtp;
 pub mod ice;
 pub mod ingress;
 pub mod metrics;

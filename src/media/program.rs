@@ -226,6 +226,15 @@ impl Worker {
         }
     }
 
+    /// ffmpeg is gone: the tap stops writing until the next refresh.
+    pub(super) fn pause_tap(&mut self, live: LiveId) {
+        if let Some(stream) = self.tap_stream(live)
+            && let Some(tap) = self.programs.get_mut(&stream).and_then(|f| f.tap.as_mut())
+        {
+            tap.pause();
+        }
+    }
+
     /// Stops a live tap.
     pub(super) fn close_tap(&mut self, live: LiveId, now: Instant) {
         if let Some(stream) = self.tap_stream(live) {
