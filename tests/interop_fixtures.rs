@@ -1,0 +1,497 @@
+//! Standards interop: SDP offers written from the public source of real
+//! WHIP clients (`tests/fixtures/sdp/`, see its README for the source
+//! lines) posted to the real binary, and the lobby endpoint status table
+//! of API.md that the other suites do not cover yet.
+//!
+//! What the clients need from the answer is read from their code too:
+//! FFmpeg's WHIP muxer takes the first `a=ice-ufrag`, `a=ice-pwd` and the
+//! first UDP host candidate (`parse_answer`), libdatachannel (OBS) throws on
+//! an answer with `a=setup:actpass`.
+
+mod common;
+
+use common::{Server, ServerSpec, metric};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+const WHIP: &str = "/space/demo/stream/demo/whip";
+const OBS: &str = "obs-30-h264-opus.sdp";
+const FFMPEG: &str = "ffmpeg-8-whip.sdp";
+const FFMPEG_RTX: &str = "ffmpeg-whip-rtx-dtls-active.sdp";
+
+/// A fixture's bytes, unchanged (CRLF line ends as the clients send them).
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sdp")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What each fixture offers and what its client needs back.
+struct Expect {
+    fixture: &'static str,
+    opus_pt: &'static str,
+    h264_pt: &'static str,
+    rtx_pt: Option<&'static str>,
+    /// The answer's `a=setup` for the offer's role (RFC 5763).
+    answer_setup: &'static str,
+}
+
+const CLIENTS: [Expect; 3] = [
+    Expect {
+        fixture: OBS,
+        opus_pt: "111",
+        h264_pt: "96",
+        rtx_pt: None,
+        answer_setup: "passive",
+    },
+    Expect {
+        fixture: FFMPEG,
+        opus_pt: "111",
+        h264_pt: "106",
+        rtx_pt: None,
+        answer_setup: "active",
+    },
+    Expect {
+        fixture: FFMPEG_RTX,
+        opus_pt: "111",
+        h264_pt: "106",
+        rtx_pt: Some("105"),
+        answer_setup: "passive",
+    },
+];
+
+/// One media section: the `m=` line split up and the lines after it.
+#[derive(Debug)]
+struct Section {
+    kind: String,
+    port: String,
+    fmts: Vec<String>,
+    lines: Vec<String>,
+}
+
+impl Section {
+    /// Values of `a=<name>:...` lines.
+    fn attrs(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("a={name}:");
+        self.lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect()
+    }
+
+    /// `a=rtpmap:<pt> <value>` -> value.
+    fn rtpmap(&self, pt: &str) -> Option<&str> {
+        self.attrs("rtpmap")
+            .into_iter()
+            .find_map(|v| v.strip_prefix(pt)?.strip_prefix(' '))
+    }
+
+    /// `a=fmtp:<pt> <value>` -> value.
+    fn fmtp(&self, pt: &str) -> Option<&str> {
+        self.attrs("fmtp")
+            .into_iter()
+            .find_map(|v| v.strip_prefix(pt)?.strip_prefix(' '))
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.lines.iter().any(|l| l == line)
+    }
+}
+
+/// An SDP split into session lines and media sections.
+#[derive(Debug)]
+struct Sdp {
+    session: Vec<String>,
+    sections: Vec<Section>,
+}
+
+fn parse(sdp: &str) -> Sdp {
+    let mut session = Vec::new();
+    let mut sections: Vec<Section> = Vec::new();
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut parts = m.split_whitespace().map(str::to_string);
+            sections.push(Section {
+                kind: parts.next().unwrap_or_default(),
+                port: parts.next().unwrap_or_default(),
+                fmts: parts.skip(1).collect(),
+                lines: Vec::new(),
+            });
+        } else if let Some(section) = sections.last_mut() {
+            section.lines.push(line.to_string());
+        } else {
+            session.push(line.to_string());
+        }
+    }
+    Sdp { session, sections }
+}
+
+/// `key=value` out of an `a=fmtp` parameter list.
+fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+/// The first UDP host candidate read the way FFmpeg 8's `parse_answer`
+/// does: from the first `udp` in an `a=candidate:` line that also says
+/// `host`, `sscanf("%16s %d %128s %d typ host")`.
+fn ffmpeg_candidate(answer: &str) -> Option<(String, u16)> {
+    let line = answer
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=candidate:"))
+        .find(|l| l.to_ascii_lowercase().contains("udp") && l.contains("host"))?;
+    let at = line.to_ascii_lowercase().find("udp")?;
+    let fields: Vec<&str> = line[at..].split_whitespace().collect();
+    match fields.as_slice() {
+        [proto, prio, host, port, "typ", "host", ..]
+            if proto.eq_ignore_ascii_case("udp") && prio.parse::<i32>().is_ok() =>
+        {
+            Some((host.to_string(), port.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+async fn post_offer(server: &Server, user: &str, offer: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url(WHIP))
+        .bearer_auth(server.token(user))
+        .header("Content-Type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .expect("post")
+}
+
+fn location(headers: &HeaderMap) -> String {
+    headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_string()
+}
+
+/// Posts `expect.fixture`, checks everything its client needs from the
+/// answer (except the profile-level-id: see its own test), then DELETEs the
+/// resource with the Bearer token.
+async fn fixture_is_answered(expect: &Expect) {
+    let server = Server::start(ServerSpec::default()).await;
+    let offer = fixture(expect.fixture);
+    let r = post_offer(&server, "dev", offer.clone()).await;
+    let name = expect.fixture;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{name}: {:?}",
+        r.text().await
+    );
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("application/sdp")),
+        "{name}"
+    );
+    let resource = location(r.headers());
+    let answer = r.text().await.expect("answer");
+    let sdp = parse(&answer);
+    let offered = parse(&offer);
+
+    assert!(
+        sdp.session.iter().any(|l| l == "a=ice-lite"),
+        "{name}: ice-lite\n{answer}"
+    );
+    assert!(
+        sdp.session
+            .iter()
+            .any(|l| l.starts_with("a=msid-semantic:")),
+        "{name}: msid-semantic\n{answer}"
+    );
+    assert!(
+        !sdp.sections.iter().any(|s| s.kind == "application"),
+        "{name}: no data channel was offered, none answered\n{answer}"
+    );
+    let kinds: Vec<&str> = sdp.sections.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["audio", "video"],
+        "{name}: one of each, in offer order"
+    );
+    for (section, offered) in sdp.sections.iter().zip(&offered.sections) {
+        let kind = &section.kind;
+        assert_ne!(section.port, "0", "{name}: {kind} accepted\n{answer}");
+        assert_eq!(
+            section.attrs("mid"),
+            offered.attrs("mid"),
+            "{name}: {kind} mid"
+        );
+        assert_eq!(
+            section.attrs("setup"),
+            [expect.answer_setup],
+            "{name}: {kind} DTLS role for the offer's a=setup:{:?}",
+            offered.attrs("setup")
+        );
+        assert!(section.has("a=recvonly"), "{name}: {kind} recvonly");
+        assert_eq!(section.attrs("ice-ufrag").len(), 1, "{name}: {kind} ufrag");
+        assert_eq!(section.attrs("ice-pwd").len(), 1, "{name}: {kind} pwd");
+        assert!(
+            section
+                .attrs("fingerprint")
+                .iter()
+                .any(|f| f.starts_with("sha-256 ")),
+            "{name}: {kind} sha-256 fingerprint"
+        );
+        assert!(
+            section.has("a=end-of-candidates"),
+            "{name}: {kind} end-of-candidates\n{answer}"
+        );
+        let candidates = section.attrs("candidate");
+        assert!(
+            candidates
+                .iter()
+                .all(|c| c.to_ascii_lowercase().contains(" udp ") && c.contains(" typ host")),
+            "{name}: {kind} UDP host candidates only: {candidates:?}"
+        );
+        assert!(
+            candidates.iter().any(|c| c.contains(" 127.0.0.1 ")),
+            "{name}: {kind} a candidate on 127.0.0.1: {candidates:?}"
+        );
+    }
+
+    let audio = &sdp.sections[0];
+    assert_eq!(
+        audio.fmts.first().map(String::as_str),
+        Some(expect.opus_pt),
+        "{name}: Opus answered on the offered payload type\n{answer}"
+    );
+    assert_eq!(audio.rtpmap(expect.opus_pt), Some("opus/48000/2"), "{name}");
+
+    let video = &sdp.sections[1];
+    assert_eq!(
+        video.fmts.first().map(String::as_str),
+        Some(expect.h264_pt),
+        "{name}: H264 answered on the offered payload type\n{answer}"
+    );
+    assert_eq!(video.rtpmap(expect.h264_pt), Some("H264/90000"), "{name}");
+    let fmtp = video.fmtp(expect.h264_pt).unwrap_or_default();
+    assert_eq!(
+        fmtp_param(fmtp, "packetization-mode"),
+        Some("1"),
+        "{name}: {fmtp}"
+    );
+    if let Some(rtx) = expect.rtx_pt {
+        assert!(video.fmts.iter().any(|f| f == rtx), "{name}: RTX kept");
+        assert_eq!(video.rtpmap(rtx), Some("rtx/90000"), "{name}");
+        assert_eq!(
+            video.fmtp(rtx),
+            Some(format!("apt={}", expect.h264_pt).as_str()),
+            "{name}"
+        );
+    }
+
+    // FFmpeg connects to the one candidate its parser picks: it must be
+    // one the server listens on.
+    let (host, port) = ffmpeg_candidate(&answer)
+        .unwrap_or_else(|| panic!("{name}: FFmpeg finds no UDP host candidate\n{answer}"));
+    assert!(
+        audio
+            .attrs("candidate")
+            .iter()
+            .any(|c| c.contains(&format!(" {host} {port} typ host"))),
+        "{name}: FFmpeg's pick {host}:{port} is an answered candidate"
+    );
+
+    let deleted = reqwest::Client::new()
+        .delete(server.url(&resource))
+        .bearer_auth(server.token("dev"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(
+        deleted.status(),
+        StatusCode::OK,
+        "{name}: DELETE of the resource"
+    );
+}
+
+#[tokio::test]
+async fn obs_30_offer_is_answered() {
+    fixture_is_answered(&CLIENTS[0]).await;
+}
+
+#[tokio::test]
+async fn ffmpeg_8_offer_is_answered_with_the_server_as_dtls_client() {
+    fixture_is_answered(&CLIENTS[1]).await;
+}
+
+#[tokio::test]
+async fn ffmpeg_rtx_dtls_active_offer_is_answered() {
+    fixture_is_answered(&CLIENTS[2]).await;
+}
+
+/// API.md "Codecs": H264 of any profile, "the answer keeps the
+/// publisher's" profile-level-id.
+#[tokio::test]
+async fn answers_keep_the_publishers_h264_profile_level_id() {
+    let server = Server::start(ServerSpec::default()).await;
+    let mut mismatches = Vec::new();
+    for (i, expect) in CLIENTS.iter().enumerate() {
+        let offer = fixture(expect.fixture);
+        let offered = parse(&offer).sections[1]
+            .fmtp(expect.h264_pt)
+            .and_then(|f| fmtp_param(f, "profile-level-id"))
+            .expect("offered profile-level-id")
+            .to_ascii_lowercase();
+        let r = post_offer(&server, &format!("user{i}"), offer).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", expect.fixture);
+        let answer = r.text().await.expect("answer");
+        let answered = parse(&answer).sections[1]
+            .fmtp(expect.h264_pt)
+            .and_then(|f| fmtp_param(f, "profile-level-id"))
+            .map(str::to_ascii_lowercase);
+        if answered.as_deref() != Some(offered.as_str()) {
+            mismatches.push(format!(
+                "{}: offered profile-level-id={offered}, answered {answered:?}",
+                expect.fixture
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+// ---- Offers the server must tolerate (API.md "Codecs"). media_failures.rs
+// ---- covers str0m-made offers without candidates, with setup:active or
+// ---- passive, with sha-256 + sha-1 fingerprints, and PCMU-only audio.
+
+#[tokio::test]
+async fn an_obs_offer_that_trickles_all_its_candidates_is_answered() {
+    // libdatachannel reads the description before gathering ends: no
+    // candidate, port 9 and c=IN IP4 0.0.0.0 in every section.
+    let offer = fixture(OBS)
+        .replace(
+            "a=candidate:1 1 UDP 2122317823 192.168.1.23 54609 typ host\r\n",
+            "",
+        )
+        .replace(" 54609 UDP/TLS", " 9 UDP/TLS")
+        .replace("c=IN IP4 192.168.1.23", "c=IN IP4 0.0.0.0");
+    assert!(!offer.contains("a=candidate") && !offer.contains("54609"));
+    let server = Server::start(ServerSpec::default()).await;
+    let r = post_offer(&server, "dev", offer).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let answer = r.text().await.expect("answer");
+    assert!(ffmpeg_candidate(&answer).is_some(), "{answer}");
+    assert!(answer.contains("a=end-of-candidates"), "{answer}");
+}
+
+#[tokio::test]
+async fn red_and_ulpfec_in_an_offer_leave_opus_and_h264_chosen() {
+    // Chrome-style redundancy formats next to OBS's codecs.
+    let offer = fixture(OBS)
+        .replace(
+            "m=audio 54609 UDP/TLS/RTP/SAVPF 111\r\n",
+            "m=audio 54609 UDP/TLS/RTP/SAVPF 111 63\r\n",
+        )
+        .replace(
+            "useinbandfec=1\r\n",
+            "useinbandfec=1\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n",
+        )
+        .replace(
+            "m=video 54609 UDP/TLS/RTP/SAVPF 96\r\n",
+            "m=video 54609 UDP/TLS/RTP/SAVPF 96 97 98\r\n",
+        )
+        .replace(
+            "level-asymmetry-allowed=1\r\n",
+            "level-asymmetry-allowed=1\r\na=rtpmap:97 red/90000\r\na=rtpmap:98 ulpfec/90000\r\n",
+        );
+    assert!(offer.contains("a=rtpmap:63 red/48000/2") && offer.contains("ulpfec/90000"));
+    let server = Server::start(ServerSpec::default()).await;
+    let r = post_offer(&server, "dev", offer).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let answer = r.text().await.expect("answer");
+    let sdp = parse(&answer);
+    assert_eq!(sdp.sections.len(), 2, "{answer}");
+    assert_eq!(
+        sdp.sections[0].fmts.first().map(String::as_str),
+        Some("111")
+    );
+    assert_eq!(sdp.sections[0].rtpmap("111"), Some("opus/48000/2"));
+    assert_eq!(sdp.sections[1].fmts.first().map(String::as_str), Some("96"));
+    assert_eq!(sdp.sections[1].rtpmap("96"), Some("H264/90000"));
+}
+
+#[tokio::test]
+async fn several_fingerprints_with_the_sha_256_one_not_first_are_accepted() {
+    // RFC 8122 allows one fingerprint per hash function; a parser that
+    // takes the first line would pick sha-512 here.
+    let offer = fixture(FFMPEG);
+    let sha256 = offer
+        .lines()
+        .find(|l| l.starts_with("a=fingerprint:sha-256 "))
+        .expect("fingerprint")
+        .trim_end_matches('\r')
+        .to_string();
+    let sha512 = "a=fingerprint:sha-512 C1:40:B7:4A:12:12:02:E2:9B:E6:7F:24:62:14:4D:B2:78:E8:\
+                  A8:70:48:62:6A:92:DE:20:73:7A:CD:B7:5B:F5:43:B7:6D:B5:9A:E9:4F:68:D9:2D:32:72:\
+                  E8:4B:AA:FD:47:04:8F:DB:0A:72:47:D4:CD:EF:E5:A0:67:A6:F7:65";
+    let sha1 = "a=fingerprint:sha-1 9B:12:16:5B:11:0E:2E:81:9E:82:04:5F:2C:E8:05:AC:97:F3:F6:E3";
+    let offer = offer.replace(&sha256, &format!("{sha512}\r\n{sha256}\r\n{sha1}"));
+    assert_eq!(offer.matches("a=fingerprint:").count(), 6);
+    let server = Server::start(ServerSpec::default()).await;
+    let r = post_offer(&server, "dev", offer).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let answer = r.text().await.expect("answer");
+    assert!(
+        parse(&answer)
+            .sections
+            .iter()
+            .all(|s| s.attrs("setup") == ["active"]),
+        "{answer}"
+    );
+}
+
+/// A 422 problem whose detail names `kind`, and nothing left behind.
+async fn assert_no_acceptable_codec(server: &Server, offer: String, kind: &str) {
+    let r = post_offer(server, "dev", offer).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.expect("problem");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("codec") && d.contains(kind)),
+        "{body}"
+    );
+    assert_eq!(
+        metric(server, "vestibule_sessions").await,
+        0.0,
+        "no partial answer"
+    );
+    assert_eq!(metric(server, "vestibule_media_peers").await, 0.0);
+}
+
+#[tokio::test]
+async fn obs_with_an_av1_encoder_gets_422() {
+    // whip-output.cpp: addAV1Codec(96) when the OBS encoder is AV1;
+    // media.codecs has no AV1.
+    let offer = fixture(OBS)
+        .replace("a=rtpmap:96 H264/90000", "a=rtpmap:96 AV1/90000")
+        .replace(
+            "a=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n",
+            "",
+        );
+    assert!(!offer.contains("H264"));
+    let server = Server::start(ServerSpec::default()).await;
+    assert_no_acceptable_codec(&server, offer, "video").await;
+}
+
+#[tokio::test]
+async fn media_codecs_without_h264_or_without_opus_refuse_the_obs_offer() {
+    let no_h264 =
+        Server::start(ServerSpec::default().env("VESTIBULE__MEDIA__CODECS", "opus,vp8,vp9")).await;
+    assert_no_acceptable_codec(&no_h264, fixture(OBS), "video").await;
+    let no_opus =
+        Server::start(ServerSpec::default().env("VESTIBULE__MEDIA__CODECS", "vp8,vp9,h264")).await;
+    assert_no_acceptable_codec(&no_opus, fixture(OBS), "audio").await;
+}
