@@ -10,6 +10,9 @@
 
 mod common;
 
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
 use common::{Server, ServerSpec, metric};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -494,4 +497,136 @@ async fn media_codecs_without_h264_or_without_opus_refuse_the_obs_offer() {
     let no_opus =
         Server::start(ServerSpec::default().env("VESTIBULE__MEDIA__CODECS", "vp8,vp9,h264")).await;
     assert_no_acceptable_codec(&no_opus, fixture(OBS), "audio").await;
+}
+
+// ---- ICE: what the clients send after the answer.
+
+/// CRC-32 (IEEE, reflected), for the STUN FINGERPRINT attribute.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A STUN Binding request as FFmpeg 8.0's `ice_create_request` writes it:
+/// USERNAME, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT; `priority`
+/// adds the PRIORITY attribute that RFC 8445 requires and FFmpeg 8.0 omits.
+fn binding_request(username: &str, password: &str, priority: Option<u32>) -> Vec<u8> {
+    use aws_lc_rs::hmac;
+    let mut attrs = Vec::new();
+    let user = username.as_bytes();
+    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+    attrs.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(user);
+    attrs.resize(attrs.len() + (4 - user.len() % 4) % 4, 0);
+    if let Some(p) = priority {
+        attrs.extend_from_slice(&0x0024u16.to_be_bytes());
+        attrs.extend_from_slice(&4u16.to_be_bytes());
+        attrs.extend_from_slice(&p.to_be_bytes());
+    }
+    attrs.extend_from_slice(&0x0025u16.to_be_bytes());
+    attrs.extend_from_slice(&0u16.to_be_bytes());
+    let transaction: [u8; 12] = rand::random();
+    let header = |len: usize| {
+        let mut h = Vec::with_capacity(20);
+        h.extend_from_slice(&0x0001u16.to_be_bytes());
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+        h.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+        h.extend_from_slice(&transaction);
+        h
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes());
+    let signed = [header(attrs.len() + 24), attrs.clone()].concat();
+    let tag = hmac::sign(&key, &signed);
+    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+    attrs.extend_from_slice(&20u16.to_be_bytes());
+    attrs.extend_from_slice(tag.as_ref());
+    let crc = crc32(&[header(attrs.len() + 8), attrs.clone()].concat()) ^ 0x5354_554E;
+    attrs.extend_from_slice(&0x8028u16.to_be_bytes());
+    attrs.extend_from_slice(&4u16.to_be_bytes());
+    attrs.extend_from_slice(&crc.to_be_bytes());
+    [header(attrs.len()), attrs].concat()
+}
+
+/// Sends `request` (three tries) and returns the STUN message type of the reply.
+fn stun_exchange(to: (String, u16), request: &[u8]) -> Option<u16> {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 1500];
+    for _ in 0..3 {
+        socket
+            .send_to(request, (to.0.as_str(), to.1))
+            .expect("send");
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf)
+                && n >= 20
+            {
+                return Some(u16::from_be_bytes([buf[0], buf[1]]));
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn ffmpeg_8_binding_requests_without_priority_are_answered() {
+    let server = Server::start(ServerSpec::default()).await;
+    let offer = fixture(FFMPEG);
+    let offered = parse(&offer);
+    let ffmpeg_ufrag = offered.sections[0].attrs("ice-ufrag")[0].to_string();
+    let r = post_offer(&server, "dev", offer).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let answer = parse(&r.text().await.expect("answer"));
+    let ufrag = answer.sections[0].attrs("ice-ufrag")[0].to_string();
+    let pwd = answer.sections[0].attrs("ice-pwd")[0].to_string();
+    let candidate = answer.sections[0]
+        .attrs("candidate")
+        .into_iter()
+        .find(|c| c.contains(" 127.0.0.1 "))
+        .and_then(|c| ffmpeg_candidate(&format!("a=candidate:{c}")))
+        .expect("a candidate on 127.0.0.1");
+    let username = format!("{ufrag}:{ffmpeg_ufrag}");
+
+    let malformed = "vestibule_datagrams_dropped_total{reason=\"malformed\"}";
+    let before = metric(&server, malformed).await;
+    let as_ffmpeg_8 = binding_request(&username, &pwd, None);
+    let ffmpeg_reply = tokio::task::spawn_blocking({
+        let to = candidate.clone();
+        move || stun_exchange(to, &as_ffmpeg_8)
+    })
+    .await
+    .expect("exchange");
+    let dropped = metric(&server, malformed).await - before;
+    // Control: the same request with PRIORITY (what browsers, libjuice and
+    // later FFmpeg send) proves the request is built right.
+    let with_priority = binding_request(&username, &pwd, Some(0x6E7F_00FF));
+    let control = tokio::task::spawn_blocking({
+        let to = candidate.clone();
+        move || stun_exchange(to, &with_priority)
+    })
+    .await
+    .expect("exchange");
+    assert_eq!(
+        control,
+        Some(0x0101),
+        "binding success for the control request"
+    );
+    assert_eq!(
+        ffmpeg_reply,
+        Some(0x0101),
+        "FFmpeg 8.0 sends no PRIORITY attribute; the server dropped {dropped} of its \
+         requests as malformed and FFmpeg's ICE would time out"
+    );
 }
