@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 const WHIP: &str = "/space/demo/stream/demo/whip";
+const WHEP: &str = "/space/demo/stream/demo/whep";
 const OBS: &str = "obs-30-h264-opus.sdp";
 const FFMPEG: &str = "ffmpeg-8-whip.sdp";
 const FFMPEG_RTX: &str = "ffmpeg-whip-rtx-dtls-active.sdp";
@@ -629,4 +630,167 @@ async fn ffmpeg_8_binding_requests_without_priority_are_answered() {
         "FFmpeg 8.0 sends no PRIORITY attribute; the server dropped {dropped} of its \
          requests as malformed and FFmpeg's ICE would time out"
     );
+}
+
+// ---- Lobby endpoint status table (API.md). http_auth.rs covers GET /whip,
+// ---- HEAD /whep without auth, OPTIONS on /whip and on a made-up WHIP
+// ---- resource, PUT /whip; media_whip.rs the Link headers of a WHIP 201
+// ---- (config file) and none on OPTIONS /whip.
+
+const ICE_SERVERS: &str = "[media]\nice_servers = [\n  { urls = \"stun:stun.example.org:3478\" },\n  { urls = \"turn:turn.example.org:3478?transport=udp\", username = \"u1\", credential = \"p1\" },\n]\n";
+
+/// A standard WHEP client offer: recvonly Opus + H264, one host candidate.
+fn recvonly_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::RtcConfig::new()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_h264(true)
+        .build(Instant::now());
+    let addr = "127.0.0.1:9".parse().expect("addr");
+    rtc.add_local_candidate(str0m::Candidate::host(addr, "udp").expect("candidate"));
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    change.apply().expect("offer").0.to_sdp_string()
+}
+
+fn no_link(headers: &HeaderMap, what: &str) {
+    assert!(
+        headers.get("link").is_none(),
+        "{what}: ICE servers only on a POST 201: {:?}",
+        headers.get_all("link")
+    );
+}
+
+#[tokio::test]
+async fn whep_endpoint_and_live_resources_follow_the_status_table() {
+    let server = Server::start(ServerSpec {
+        config_file: Some(ICE_SERVERS.into()),
+        ..ServerSpec::default()
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let obs = post_offer(&server, "dev", fixture(OBS)).await;
+    assert_eq!(obs.status(), StatusCode::CREATED);
+    assert_eq!(
+        obs.headers().get_all("link").iter().count(),
+        2,
+        "the configured ICE servers reach a WHIP 201"
+    );
+    let whip_resource = location(obs.headers());
+    let ffmpeg = post_offer(&server, "bob", fixture(FFMPEG)).await;
+    assert_eq!(ffmpeg.status(), StatusCode::CREATED);
+    let bob_whip = location(ffmpeg.headers());
+    let whep = c
+        .post(server.url(WHEP))
+        .bearer_auth(server.token("bob"))
+        .header("Content-Type", "application/sdp")
+        .body(recvonly_offer())
+        .send()
+        .await
+        .expect("post whep");
+    assert_eq!(
+        whep.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        whep.text().await
+    );
+    let whep_resource = location(whep.headers());
+
+    let endpoint = [("WHEP endpoint", WHEP.to_string(), true)];
+    let resources = [
+        ("WHIP resource", whip_resource.clone(), false),
+        ("WHEP resource", whep_resource.clone(), false),
+    ];
+    for (what, path, is_endpoint) in endpoint.iter().chain(&resources) {
+        let get = c.get(server.url(path)).send().await.expect("get");
+        assert_eq!(get.status(), StatusCode::NO_CONTENT, "GET {what}");
+        no_link(get.headers(), what);
+        assert!(
+            get.bytes().await.expect("body").is_empty(),
+            "GET {what}: no body"
+        );
+
+        let options = c
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .send()
+            .await
+            .expect("options");
+        assert_eq!(options.status(), StatusCode::OK, "OPTIONS {what}");
+        no_link(options.headers(), what);
+        let h = options.headers();
+        if *is_endpoint {
+            assert_eq!(h["accept-post"], "application/sdp", "OPTIONS {what}");
+        } else {
+            assert_eq!(
+                h["accept-patch"], "application/sdp, application/trickle-ice-sdpfrag",
+                "OPTIONS {what}"
+            );
+        }
+
+        let put = c.put(server.url(path)).send().await.expect("put");
+        assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED, "PUT {what}");
+        no_link(put.headers(), what);
+        let allow = put.headers()["allow"].to_str().expect("ascii").to_string();
+        let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+        assert!(!methods.contains(&"PUT"), "PUT {what}: Allow {allow}");
+        let needed: &[&str] = if *is_endpoint {
+            &["POST", "OPTIONS"]
+        } else {
+            &["PATCH", "DELETE", "OPTIONS"]
+        };
+        for m in needed {
+            assert!(methods.contains(m), "PUT {what}: Allow {allow} lacks {m}");
+        }
+    }
+
+    let av1 = fixture(OBS).replace("a=rtpmap:96 H264/90000", "a=rtpmap:96 AV1/90000");
+    let refused = post_offer(&server, "carol", av1).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    no_link(refused.headers(), "a refused WHIP POST");
+    let anonymous = c
+        .post(server.url(WHIP))
+        .header("Content-Type", "application/sdp")
+        .body(fixture(OBS))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    no_link(anonymous.headers(), "an unauthenticated WHIP POST");
+
+    for (what, path, user) in [
+        ("WHEP resource", &whep_resource, "bob"),
+        ("WHIP resource", &bob_whip, "bob"),
+        ("WHIP resource", &whip_resource, "dev"),
+    ] {
+        let deleted = c
+            .delete(server.url(path))
+            .bearer_auth(server.token(user))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(deleted.status(), StatusCode::OK, "DELETE {what}");
+        no_link(deleted.headers(), what);
+    }
+}
+
+#[tokio::test]
+async fn ice_servers_from_the_environment_become_link_headers() {
+    // API.md: every key can be set as VESTIBULE__SECTION__KEY; config.rs
+    // lists media.ice_servers among the comma-separated list keys.
+    let server = Server::start(ServerSpec::default().env(
+        "VESTIBULE__MEDIA__ICE_SERVERS",
+        "stun:stun.example.org:3478",
+    ))
+    .await;
+    let r = post_offer(&server, "dev", fixture(OBS)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let links: Vec<&str> = r
+        .headers()
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(links, ["<stun:stun.example.org:3478>; rel=\"ice-server\""]);
 }
