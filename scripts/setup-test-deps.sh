@@ -14,8 +14,16 @@ cd "$(dirname "$0")/.."
 # ffmpeg: the restreamer the live tests run (and their media source and
 # RTMP reader); nginx + libnginx-mod-rtmp: the RTMP server they push to,
 # started by each test in the foreground on a private port.
+# GStreamer 1.22 + python3-gi: webrtcbin (plugins-bad, with its DTLS/SRTP
+# elements and openh264), libnice (gstreamer1.0-nice), x264enc (ugly),
+# avdec_h264 (libav) and the GstWebRTC/GstSdp typelibs, for
+# tests/clients/gst_whip.py run by Debian's /usr/bin/python3.
 packages=(iproute2 util-linux gcc pkg-config ca-certificates curl chromium
-  ffmpeg nginx-light libnginx-mod-rtmp)
+  ffmpeg nginx-light libnginx-mod-rtmp
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  gir1.2-gst-plugins-bad-1.0)
 
 # Node.js + npm for playwright-core: the machine ships Node 20 and npm;
 # only a machine without them gets Debian's.

@@ -1,5 +1,6 @@
 //! Third-party WebRTC clients under `tests/clients` (headless Chromium via
-//! playwright-core, aiortc), run as child processes against a [`Server`].
+//! playwright-core, aiortc, GStreamer webrtcbin), run as child processes
+//! against a [`Server`].
 
 #![allow(
     dead_code,
@@ -23,6 +24,9 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Client {
     Chromium,
     Aiortc,
+    /// GStreamer's `webrtcbin` driven by `tests/clients/gst_whip.py`
+    /// (Debian's GStreamer + python3-gi; needs `--mode publish|play`).
+    Gstreamer,
 }
 
 impl Client {
@@ -31,7 +35,36 @@ impl Client {
         match self {
             Client::Chromium => "tests/clients/node_modules/playwright-core",
             Client::Aiortc => "tests/clients/.venv/bin/python",
+            Client::Gstreamer => "tests/clients/gst_whip.py",
         }
+    }
+
+    /// Why the client cannot run here, or `None` when it can: its marker
+    /// is missing, or (GStreamer) `gst_whip.py --check` names the Python
+    /// bindings or elements that are not installed.
+    pub fn missing(self) -> Option<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let marker = root.join(self.installed_marker());
+        if !marker.exists() {
+            return Some(format!("{} not found", marker.display()));
+        }
+        if let Client::Gstreamer = self {
+            let [program, script] = self.program();
+            let out = std::process::Command::new(program)
+                .args([script, "--check"])
+                .current_dir(root)
+                .stdin(Stdio::null())
+                .output();
+            return match out {
+                Ok(out) if out.status.success() => None,
+                Ok(out) => Some(format!(
+                    "{script} --check: {}",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                )),
+                Err(e) => Some(format!("cannot run {program}: {e}")),
+            };
+        }
+        None
     }
 
     /// Program and script, relative to the crate root.
@@ -42,6 +75,8 @@ impl Client {
                 "tests/clients/.venv/bin/python",
                 "tests/clients/aiortc_whip.py",
             ],
+            // Debian's interpreter: python3-gi is installed for it only.
+            Client::Gstreamer => ["/usr/bin/python3", "tests/clients/gst_whip.py"],
         }
     }
 
@@ -49,18 +84,13 @@ impl Client {
     /// (after saying so on stderr) when the client is not installed and
     /// this is not CI. Under `CI=true` a missing client fails the test.
     pub fn command(self, server: &Server, extra: &[&str]) -> Option<Vec<String>> {
-        let marker = Path::new(env!("CARGO_MANIFEST_DIR")).join(self.installed_marker());
-        if !marker.exists() {
+        if let Some(why) = self.missing() {
             let hint = "run scripts/setup-test-deps.sh";
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "{self:?} client missing under CI=true: {} not found ({hint})",
-                marker.display()
+                "{self:?} client missing under CI=true: {why} ({hint})"
             );
-            eprintln!(
-                "SKIPPED: {self:?} client not installed ({} not found; {hint})",
-                marker.display()
-            );
+            eprintln!("SKIPPED: {self:?} client not installed ({why}; {hint})");
             return None;
         }
         let token = server.token("dev");
