@@ -218,9 +218,12 @@ pub struct SignalConfig {
     pub max_messages_per_s: u32,
 }
 
-/// One STUN/TURN server announced in `Link` headers.
+/// One STUN/TURN server announced in `Link` headers. In a file it is a
+/// table (`{urls, username, credential}`) or a bare URL string; the
+/// environment (`VESTIBULE__MEDIA__ICE_SERVERS=stun:a:3478,stun:b`) can
+/// only give bare URLs, so TURN credentials belong in the file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "IceServerEntry")]
 pub struct IceServer {
     /// `stun:`, `turn:` or `turns:` URL.
     pub urls: String,
@@ -228,6 +231,42 @@ pub struct IceServer {
     pub username: Option<String>,
     /// TURN password.
     pub credential: Option<String>,
+}
+
+/// How an ICE server may be written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum IceServerEntry {
+    /// Just the URL (no credentials).
+    Url(String),
+    /// The full form.
+    Full(IceServerTable),
+}
+
+/// The table form of an ICE server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IceServerTable {
+    urls: String,
+    username: Option<String>,
+    credential: Option<String>,
+}
+
+impl From<IceServerEntry> for IceServer {
+    fn from(entry: IceServerEntry) -> Self {
+        match entry {
+            IceServerEntry::Url(urls) => IceServer {
+                urls,
+                username: None,
+                credential: None,
+            },
+            IceServerEntry::Full(t) => IceServer {
+                urls: t.urls,
+                username: t.username,
+                credential: t.credential,
+            },
+        }
+    }
 }
 
 /// `[media]`.

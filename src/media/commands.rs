@@ -231,6 +231,7 @@ impl Worker {
         );
         peer.remote_ufrag = sdpfrag::ice_ufrag(offer).map(str::to_string);
         peer.bundle_mid = sdpfrag::first_mid(&answer).map(str::to_string);
+        peer.remote_offer = Some(offer.to_string());
         self.place(peer, now);
         debug!(worker = self.index, participant = %participant, sections = media.len(), "ingress peer created");
         Ok(IngressAnswer {
@@ -264,6 +265,7 @@ impl Worker {
                     .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
                     .to_sdp_string();
                 let answer = super::h264_fmtp::keep_offered_profiles(offer, &answer);
+                peer.remote_offer = Some(offer.to_string());
                 let Some(ingress) = peer.ingress_mut() else {
                     return Err(MediaError::NoPeer);
                 };
@@ -334,6 +336,7 @@ impl Worker {
         );
         peer.remote_ufrag = sdpfrag::ice_ufrag(offer).map(str::to_string);
         peer.bundle_mid = sdpfrag::first_mid(&answer).map(str::to_string);
+        peer.remote_offer = Some(offer.to_string());
         let key = self.place(peer, now);
         for out in opened {
             self.open_route(key, out, now);

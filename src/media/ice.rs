@@ -13,7 +13,6 @@ use vestibule_actors::ids::SessionId;
 use vestibule_actors::media::{IcePatch, IcePatchResult, MediaError};
 
 use super::peer::Role;
-use super::rtc_config::new_credentials;
 use super::sdpfrag;
 use super::worker::Worker;
 
@@ -76,16 +75,37 @@ impl Worker {
                 "an ICE restart needs a=ice-ufrag and a=ice-pwd".into(),
             ));
         };
-        let local = new_credentials();
+        // A real restart of str0m's agent (pairs and remote candidates
+        // cleared, so the new path wins) only happens when a remote offer
+        // with new credentials is applied: re-apply the remote's latest
+        // offer with the fragment's credentials. Setting credentials alone
+        // keeps the old pair nominated, and media keeps going to the old
+        // address after the client moved.
+        let Some(offer) = peer.remote_offer.as_deref() else {
+            return Err(MediaError::RestartNotAllowed);
+        };
+        let offer = sdpfrag::with_ice_credentials(offer, &ufrag, &pwd);
+        let parsed = str0m::change::SdpOffer::from_sdp_string(&offer)
+            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?;
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
+            .to_sdp_string();
+        let (Some(new_ufrag), Some(new_pwd)) =
+            (sdpfrag::ice_ufrag(&answer), sdpfrag::ice_pwd(&answer))
+        else {
+            return Err(MediaError::MalformedSdp(
+                "the restart answer has no credentials".into(),
+            ));
+        };
+        let local = IceCreds {
+            ufrag: new_ufrag.to_string(),
+            pass: new_pwd.to_string(),
+        };
         let old_ufrag = std::mem::replace(&mut peer.ufrag, local.ufrag.clone());
-        {
-            let mut api = peer.rtc.direct_api();
-            api.set_local_ice_credentials(local.clone());
-            api.set_remote_ice_credentials(IceCreds {
-                ufrag: ufrag.clone(),
-                pass: pwd,
-            });
-        }
+        peer.remote_offer = Some(offer);
         peer.remote_ufrag = Some(ufrag);
         add_candidates(&mut peer.rtc, &patch.candidates);
         let participant = peer.participant;

@@ -87,6 +87,9 @@ pub struct Peer {
     pub remote_ufrag: Option<String>,
     /// The bundle's first mid (the server's restart fragment names it).
     pub bundle_mid: Option<String>,
+    /// The remote's latest offer (`i=` stripped), when the remote was the
+    /// offerer: an ICE restart re-applies it with the new credentials.
+    pub remote_offer: Option<String>,
     /// Where control events go.
     events: Recipient<MediaEvent>,
     // Timers.
@@ -127,6 +130,7 @@ impl Peer {
             addrs: Vec::new(),
             remote_ufrag: None,
             bundle_mid: None,
+            remote_offer: None,
             events,
             rtc_timeout: now,
             scheduled: None,

@@ -162,6 +162,7 @@ impl Worker {
         );
         peer.remote_ufrag = super::sdpfrag::ice_ufrag(offer).map(str::to_string);
         peer.bundle_mid = super::sdpfrag::first_mid(&answer).map(str::to_string);
+        peer.remote_offer = Some(offer.to_string());
         let key = self.place(peer, now);
         for out in opened {
             self.open_route(key, out, now);

@@ -96,6 +96,30 @@ pub fn ice_ufrag(sdp: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The first `a=ice-pwd` of an SDP.
+pub fn ice_pwd(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-pwd:"))
+        .map(str::trim)
+}
+
+/// An SDP with every `a=ice-ufrag` / `a=ice-pwd` replaced (line endings kept).
+pub fn with_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\r', '\n']);
+        let eol = &line[text.len()..];
+        if text.starts_with("a=ice-ufrag:") {
+            out.push_str(&format!("a=ice-ufrag:{ufrag}{eol}"));
+        } else if text.starts_with("a=ice-pwd:") {
+            out.push_str(&format!("a=ice-pwd:{pwd}{eol}"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// The first `a=mid` of an SDP: the bundle's transport section.
 pub fn first_mid(sdp: &str) -> Option<&str> {
     sdp.lines()
