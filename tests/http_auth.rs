@@ -244,7 +244,7 @@ async fn bodies_over_the_limit_get_413_and_wrong_types_415() {
 }
 
 #[tokio::test]
-async fn unbuilt_media_routes_answer_501_with_a_reason() {
+async fn media_routes_check_their_input_after_auth() {
     let server = Server::start(ServerSpec::default()).await;
     let client = reqwest::Client::new();
     let auth = format!("Bearer {}", server.token("dev"));
@@ -280,16 +280,11 @@ async fn unbuilt_media_routes_answer_501_with_a_reason() {
         .expect("post");
     assert_eq!(
         r.status(),
-        StatusCode::NOT_IMPLEMENTED,
-        "owner reaches the unbuilt live part"
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the owner passes auth; a start needs a JSON body"
     );
     let body: Value = r.json().await.expect("json");
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("not built")),
-        "{body}"
-    );
+    assert_eq!(body["status"], 415, "{body}");
     let other = format!("Bearer {}", server.token("mallory"));
     let r = client
         .post(server.url("/space/demo/stream/demo/live"))

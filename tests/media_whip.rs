@@ -375,7 +375,7 @@ async fn a_publisher_of_real_h264_and_opus_is_counted() {
     };
     let server = Server::start(ServerSpec::default()).await;
     let opts = PublishOptions {
-        media: Some(media),
+        media: Some(Arc::clone(&media)),
         ..PublishOptions::default()
     };
     let publisher = publish(&server, "dev", opts).await;
@@ -383,6 +383,9 @@ async fn a_publisher_of_real_h264_and_opus_is_counted() {
     assert!(answer.contains("H264/90000"), "{answer}");
     assert!(!answer.contains("VP8"), "{answer}");
     assert!(answer.contains("packetization-mode=1"), "{answer}");
+    // API.md "Codecs": the answer keeps the publisher's profile-level-id.
+    let profile = format!("profile-level-id={:06x}", media.profile_level_id());
+    assert!(answer.contains(&profile), "{profile} in {answer}");
     // 15 fps plus a SPS/PPS packet a second; 50 Opus packets a second.
     let video = wait_metric(&server, VIDEO, Duration::from_secs(5), |v| v >= 30.0).await;
     let audio = wait_metric(&server, AUDIO, Duration::from_secs(5), |v| v >= 100.0).await;

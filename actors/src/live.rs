@@ -25,7 +25,8 @@ pub struct LiveStatus {
     pub started_at: String,
     /// FLV bytes ffmpeg pushed, over every run.
     pub bytes_out: u64,
-    /// ffmpeg runs after the first.
+    /// ffmpeg restarts after failures (back-off retries); restarts for a
+    /// source switch or after a hold are not counted.
     pub restarts: u32,
     /// The last failure, redacted; `null` when none.
     pub last_error: Option<String>,

@@ -18,7 +18,8 @@ use crate::ids::{
 };
 use crate::live::{LiveLink, StopLive};
 use crate::media::{
-    EgressTrack, IngressAnswer, IngressSection, MediaError, PublishedMedia, WorkerCmd,
+    EgressTrack, IcePatch, IcePatchResult, IngressAnswer, IngressSection, MediaError,
+    PublishedMedia, WorkerCmd,
 };
 use crate::program::{self, Program};
 use crate::registry::{ControlPlane, LobbyRegistry, LobbyStopped};
@@ -1153,5 +1154,48 @@ impl Handler<ViewerLeft> for Lobby {
         if self.viewers.remove(&msg.whep).is_some() {
             self.plane.metrics.viewers.dec();
         }
+    }
+}
+
+/// Trickle ICE or an ICE restart on a plain viewer's peer; `None` when no
+/// viewer with that id belongs to the caller.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Result<IcePatchResult, MediaError>>")]
+pub struct PatchViewerIce {
+    /// The viewer's resource id.
+    pub whep: WhepId,
+    /// The caller.
+    pub identity: Identity,
+    /// The caller is an admin.
+    pub admin: bool,
+    /// The request.
+    pub patch: IcePatch,
+}
+
+impl Handler<PatchViewerIce> for Lobby {
+    type Result = ResponseFuture<Option<Result<IcePatchResult, MediaError>>>;
+
+    fn handle(&mut self, msg: PatchViewerIce, _ctx: &mut Context<Self>) -> Self::Result {
+        let peer = self
+            .viewers
+            .get(&msg.whep)
+            .filter(|v| msg.admin || v.identity == msg.identity)
+            .map(|v| v.peer);
+        let Some(session) = peer else {
+            return Box::pin(async { None });
+        };
+        let (media, home) = (self.plane.media.clone(), self.home);
+        Box::pin(async move {
+            Some(
+                media
+                    .request(home, |reply| WorkerCmd::PatchIce {
+                        session,
+                        egress: true,
+                        patch: msg.patch,
+                        reply,
+                    })
+                    .await,
+            )
+        })
     }
 }

@@ -38,6 +38,15 @@ pub enum MediaError {
     /// An offer is already outstanding on this connection.
     #[error("an offer is outstanding")]
     OfferOutstanding,
+    /// `If-Match` names another ICE session (RFC 9725: 412).
+    #[error("If-Match does not match the resource's ETag")]
+    PreconditionFailed,
+    /// A trickle fragment's ufrag is not the session's (RFC 9725: 422).
+    #[error("the fragment's ICE ufrag is not this session's")]
+    UfragMismatch,
+    /// ICE restart on a server-offer WHEP connection (API.md: 422).
+    #[error("ICE restart is not possible on a server-offer WHEP connection")]
+    RestartNotAllowed,
     /// A plain viewer offered more than one audio or video m-line.
     #[error("a viewer offer carries at most one audio and one video m-line")]
     TooManyViewerSections,
@@ -114,6 +123,41 @@ pub enum PeerLoss {
     NeverConnected,
     /// Broke the signal channel's limits.
     Misbehaved,
+}
+
+/// A trickle ICE PATCH (RFC 9725 §4.3), already parsed and validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IcePatch {
+    /// The request's `If-Match`, raw.
+    pub if_match: Option<String>,
+    /// The fragment's `a=ice-ufrag`.
+    pub ufrag: Option<String>,
+    /// The fragment's `a=ice-pwd`.
+    pub pwd: Option<String>,
+    /// `candidate:...` attributes.
+    pub candidates: Vec<String>,
+}
+
+impl IcePatch {
+    /// An ICE restart: `If-Match: "*"` with new credentials.
+    pub fn is_restart(&self) -> bool {
+        self.if_match.as_deref().map(str::trim) == Some("\"*\"")
+            || self.if_match.as_deref().map(str::trim) == Some("*")
+    }
+}
+
+/// What a trickle ICE PATCH did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IcePatchResult {
+    /// Candidates added (204).
+    Trickled,
+    /// ICE restarted (200): the server's fragment and the new ETag.
+    Restarted {
+        /// `application/trickle-ice-sdpfrag` body.
+        sdpfrag: String,
+        /// The new ETag (quoted).
+        etag: String,
+    },
 }
 
 /// A command for one media worker.
@@ -240,6 +284,17 @@ pub enum WorkerCmd {
         /// The session to close.
         session: SessionId,
     },
+    /// Trickle candidates or restart ICE on one of a session's peers.
+    PatchIce {
+        /// The session (or a plain viewer's worker key).
+        session: SessionId,
+        /// The WHEP peer (else the WHIP peer).
+        egress: bool,
+        /// The request.
+        patch: IcePatch,
+        /// What happened, or why not.
+        reply: oneshot::Sender<Result<IcePatchResult, MediaError>>,
+    },
     /// The lobby's program changed (API.md "Program selection"): plain
     /// viewers and the live tap switch to the new sources.
     SetProgram {
@@ -276,7 +331,14 @@ pub enum WorkerCmd {
         /// Where the tap reports its media.
         events: Recipient<TapEvent>,
     },
-    /// ffmpeg (re)started: gate video to the next keyframe and ask for one.
+    /// ffmpeg exited: stop writing (its ports may be reused by anyone)
+    /// but keep reporting the program's media.
+    PauseTap {
+        /// The restream.
+        live: LiveId,
+    },
+    /// ffmpeg (re)started: write again, gate video to the next keyframe and
+    /// ask for one.
     RefreshTap {
         /// The restream.
         live: LiveId,

@@ -18,7 +18,9 @@ use crate::lobby::{
     AcceptWhepOffer, AnswerWhep, ApplyClientOffer, CloseWhep, LeaveLobby, Lobby, OpenWhep,
     SessionLeft, SetTrackMute,
 };
-use crate::media::{EgressTrack, MediaError, MediaEvent, PeerLoss, WorkerCmd};
+use crate::media::{
+    EgressTrack, IcePatch, IcePatchResult, MediaError, MediaEvent, PeerLoss, WorkerCmd,
+};
 use crate::registry::ControlPlane;
 
 /// Client offers accepted per [`CLIENT_OFFER_WINDOW`].
@@ -739,5 +741,66 @@ impl Handler<OfferWhep> for Session {
                 Ok((id, sdp))
             }),
         )
+    }
+}
+
+/// Trickle ICE or an ICE restart on the session's WHIP peer
+/// (`PATCH {whip Location}`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<IcePatchResult, MediaError>")]
+pub struct PatchIngressIce {
+    /// The request.
+    pub patch: IcePatch,
+}
+
+impl Handler<PatchIngressIce> for Session {
+    type Result = actix::ResponseFuture<Result<IcePatchResult, MediaError>>;
+
+    fn handle(&mut self, msg: PatchIngressIce, _ctx: &mut Context<Self>) -> Self::Result {
+        let media = self.plane.media.clone();
+        let (home, session) = (self.home, self.session_id);
+        Box::pin(async move {
+            media
+                .request(home, |reply| WorkerCmd::PatchIce {
+                    session,
+                    egress: false,
+                    patch: msg.patch,
+                    reply,
+                })
+                .await
+        })
+    }
+}
+
+/// Trickle ICE or an ICE restart on the session's WHEP peer
+/// (`PATCH /whep` or `PATCH {whep Location}` with an sdpfrag).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<IcePatchResult, WhepError>")]
+pub struct PatchEgressIce {
+    /// The resource named by the request; `None` on the alias.
+    pub whep_id: Option<WhepId>,
+    /// The request.
+    pub patch: IcePatch,
+}
+
+impl Handler<PatchEgressIce> for Session {
+    type Result = actix::ResponseFuture<Result<IcePatchResult, WhepError>>;
+
+    fn handle(&mut self, msg: PatchEgressIce, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.whep_matches(msg.whep_id) {
+            return Box::pin(async { Err(WhepError::NoWhep) });
+        }
+        let media = self.plane.media.clone();
+        let (home, session) = (self.home, self.session_id);
+        Box::pin(async move {
+            Ok(media
+                .request(home, |reply| WorkerCmd::PatchIce {
+                    session,
+                    egress: true,
+                    patch: msg.patch,
+                    reply,
+                })
+                .await?)
+        })
     }
 }

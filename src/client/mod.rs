@@ -143,6 +143,13 @@ enum Control {
     Signal(Vec<u8>),
     /// Add a video section by a type-1 client offer; reply with (id, number) sent.
     AddVideo(Sender<Result<(u64, u64), String>>),
+    /// Start an ICE restart: reply with the new local (ufrag, pwd).
+    IceRestart(Sender<Result<(String, String), String>>),
+    /// Finish it with the server's new credentials, given the last answer SDP.
+    IceRestarted {
+        answer: String,
+        reply: Sender<Result<(), String>>,
+    },
     /// Stop the media thread without closing the peer (a vanished client).
     Vanish,
     /// Close the peer politely.
@@ -259,6 +266,7 @@ impl Publisher {
             state: Arc::clone(&state),
             control: control_rx,
             pending: None,
+            restart: None,
             keyframe_requested: false,
             next_id: 1,
             next_number: 1,
@@ -276,6 +284,59 @@ impl Publisher {
             http: reqwest::Client::new(),
             base: base.to_string(),
         })
+    }
+
+    /// RFC 9725 ICE restart: new local credentials PATCHed to the resource
+    /// with `If-Match: "*"`; the server's fragment gives its new
+    /// credentials. Returns the status and the new `ETag` (and on 200 the
+    /// restart is applied locally).
+    pub async fn ice_restart(&mut self, token: &str) -> Result<(u16, Option<String>), ClientError> {
+        let (tx, rx) = mpsc::channel();
+        self.control
+            .send(Control::IceRestart(tx))
+            .map_err(|_| ClientError::Sdp("media thread gone".into()))?;
+        let (ufrag, pwd) = recv_reply(rx).await?;
+        let frag = format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n");
+        let resp = self
+            .http
+            .patch(format!("{}{}", self.base, self.response.location))
+            .bearer_auth(token)
+            .header("Content-Type", "application/trickle-ice-sdpfrag")
+            .header("If-Match", "\"*\"")
+            .body(frag)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let etag = header(&resp, "etag");
+        let body = resp.text().await?;
+        if status != 200 {
+            return Ok((status, etag));
+        }
+        let ice = |name: &str| {
+            body.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name))
+                .map(str::to_string)
+        };
+        let (Some(server_ufrag), Some(server_pwd)) = (ice("a=ice-ufrag:"), ice("a=ice-pwd:"))
+        else {
+            return Err(ClientError::Sdp(format!(
+                "restart fragment without credentials: {body}"
+            )));
+        };
+        let answer = replace_ice_credentials(&self.response.answer, &server_ufrag, &server_pwd);
+        let (tx, rx) = mpsc::channel();
+        self.control
+            .send(Control::IceRestarted {
+                answer: answer.clone(),
+                reply: tx,
+            })
+            .map_err(|_| ClientError::Sdp("media thread gone".into()))?;
+        recv_reply(rx).await?;
+        self.response.answer = answer;
+        if let Some(tag) = &etag {
+            self.response.etag = Some(tag.clone());
+        }
+        Ok((status, etag))
     }
 
     /// Waits until ICE + DTLS (and the data channel, if any) are up.
@@ -433,6 +494,8 @@ struct MediaLoop {
     state: Arc<PublisherState>,
     control: Receiver<Control>,
     pending: Option<(u64, SdpPendingOffer, Mid)>,
+    /// An ICE restart whose new remote credentials are awaited.
+    restart: Option<SdpPendingOffer>,
     /// The server asked for a keyframe.
     keyframe_requested: bool,
     next_id: u64,
@@ -457,6 +520,12 @@ impl MediaLoop {
                     Ok(Control::Signal(bytes)) => self.write_channel(&bytes),
                     Ok(Control::AddVideo(reply)) => {
                         let _ = reply.send(self.offer_video());
+                    }
+                    Ok(Control::IceRestart(reply)) => {
+                        let _ = reply.send(self.start_ice_restart());
+                    }
+                    Ok(Control::IceRestarted { answer, reply }) => {
+                        let _ = reply.send(self.finish_ice_restart(&answer));
                     }
                     Ok(Control::Vanish) => return self.end(),
                     Ok(Control::Close) => {
@@ -661,6 +730,27 @@ impl MediaLoop {
         }
     }
 
+    /// str0m's ICE restart: new local credentials in a new offer, which
+    /// WHIP never sends whole (RFC 9725 carries only the credentials).
+    fn start_ice_restart(&mut self) -> Result<(String, String), String> {
+        let mut change = self.rtc.sdp_api();
+        let creds = change.ice_restart(true);
+        let (_offer, pending) = change.apply().ok_or("no change")?;
+        self.restart = Some(pending);
+        Ok((creds.ufrag, creds.pass))
+    }
+
+    /// Applies the server's restart answer (the last answer with the new
+    /// credentials in place).
+    fn finish_ice_restart(&mut self, answer: &str) -> Result<(), String> {
+        let pending = self.restart.take().ok_or("no restart pending")?;
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| e.to_string())?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())
+    }
+
     fn offer_video(&mut self) -> Result<(u64, u64), String> {
         if self.pending.is_some() {
             return Err("an offer is outstanding".into());
@@ -703,6 +793,31 @@ impl MediaLoop {
             self.mids.push((mid, true));
         }
     }
+}
+
+/// Waits for a media-thread reply without blocking the async runtime.
+async fn recv_reply<T: Send + 'static>(rx: Receiver<Result<T, String>>) -> Result<T, ClientError> {
+    tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
+        .await
+        .map_err(|e| ClientError::Sdp(e.to_string()))?
+        .map_err(|_| ClientError::Sdp("no reply from the media thread".into()))?
+        .map_err(ClientError::Sdp)
+}
+
+/// An SDP with every `a=ice-ufrag` / `a=ice-pwd` replaced.
+pub fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
+    sdp.split("\r\n")
+        .map(|line| {
+            if line.starts_with("a=ice-ufrag:") {
+                format!("a=ice-ufrag:{ufrag}")
+            } else if line.starts_with("a=ice-pwd:") {
+                format!("a=ice-pwd:{pwd}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }
 
 /// RTP (not RTCP) per RFC 5761: version 2 and a payload type outside 64..=95.

@@ -249,7 +249,10 @@ impl From<MediaError> for ApiError {
                 detail: "an offer is outstanding",
                 retry_after: Some(1),
             },
-            e @ MediaError::TooManyViewerSections => ApiError::Unprocessable(e.to_string()),
+            MediaError::PreconditionFailed => ApiError::PreconditionFailed,
+            e @ (MediaError::TooManyViewerSections
+            | MediaError::UfragMismatch
+            | MediaError::RestartNotAllowed) => ApiError::Unprocessable(e.to_string()),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use vestibule_actors::StreamKey;
 use vestibule_actors::ids::LiveId;
 use vestibule_actors::live::{LiveLink, QueryLive, StopLive};
-use vestibule_actors::lobby::{AttachLive, AttachLiveError, FindLive, Lobby};
+use vestibule_actors::lobby::{AttachLive, AttachLiveError, DetachLive, FindLive, Lobby};
 use vestibule_actors::registry::FindLobby;
 
 use super::body::read_json;
@@ -56,13 +56,19 @@ async fn require_owner(
     state: &AppState,
     key: &StreamKey,
 ) -> Result<(), ApiError> {
-    let row = find_stream(state, key).await?;
+    // Credentials first: an anonymous caller learns nothing about which
+    // streams exist (401 before 404).
     let owner = match optional_bearer(req, state)? {
-        Some(user) => is_owner(&row, &user),
+        Some(user) => {
+            let row = find_stream(state, key).await?;
+            is_owner(&row, &user)
+        }
         None => {
-            session_caller(req, state, key, Target::Alias, SessionAuth::default())?
+            let owner = session_caller(req, state, key, Target::Alias, SessionAuth::default())?
                 .record()
-                .is_owner
+                .is_owner;
+            find_stream(state, key).await?;
+            owner
         }
     };
     if !owner {
@@ -88,13 +94,14 @@ async fn find_live(
     state: &AppState,
     key: &StreamKey,
     id: Option<&str>,
-) -> Result<LiveLink, ApiError> {
+) -> Result<(Addr<Lobby>, LiveLink), ApiError> {
     let lobby = find_lobby(state, key).await?;
-    lobby
+    let link = lobby
         .send(FindLive)
         .await?
         .filter(|link| id.is_none_or(|id| link.id.matches(id)))
-        .ok_or(ApiError::NotFound("no such live restream"))
+        .ok_or(ApiError::NotFound("no such live restream"))?;
+    Ok((lobby, link))
 }
 
 fn live_location(state: &AppState, key: &StreamKey, id: &LiveId) -> String {
@@ -175,7 +182,7 @@ async fn status(
     key: &StreamKey,
     id: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let live = find_live(state, key, id).await?;
+    let (_, live) = find_live(state, key, id).await?;
     let status = live.status.send(QueryLive).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -187,7 +194,10 @@ async fn stop(
     key: &StreamKey,
     id: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let live = find_live(state, key, id).await?;
+    let (lobby, live) = find_live(state, key, id).await?;
+    // Detached before the 204: a GET or a new start right after the DELETE
+    // sees no live (ffmpeg stops in the background).
+    lobby.send(DetachLive { id: live.id }).await?;
     live.stop.do_send(StopLive { reason: "deleted" });
     Ok(HttpResponse::NoContent().finish())
 }

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod request_metrics;
 pub mod state;
 mod streams;
+mod trickle;
 mod viewer;
 mod web_page;
 mod whep;

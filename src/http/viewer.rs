@@ -8,7 +8,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use vestibule_actors::StreamKey;
 use vestibule_actors::ids::WhepId;
-use vestibule_actors::lobby::{CloseViewer, OpenViewer, ViewerError};
+use vestibule_actors::lobby::{CloseViewer, OpenViewer, PatchViewerIce, ViewerError};
+use vestibule_actors::media::IcePatch;
 use vestibule_actors::registry::FindLobby;
 
 use super::body::{declares_empty_body, read_sdp};
@@ -41,9 +42,12 @@ fn no_lobby() -> ApiError {
     }
 }
 
-/// Whether `user` (who has no session in the lobby) is a plain viewer of `key`.
+/// Whether a request by `user` is a plain viewer's: viewers are enabled
+/// and the user has no session in the lobby. With viewers disabled such a
+/// request stays a session request and gets its 404 ("no such session"),
+/// as before viewers existed.
 pub(super) fn is_viewer_request(state: &AppState, key: &StreamKey, user: &AuthUser) -> bool {
-    state.directory.by_member(key, &user.identity).is_none()
+    state.settings.lobby.allow_viewers && state.directory.by_member(key, &user.identity).is_none()
 }
 
 /// `POST /whep` by a plain viewer: 201 with the answer.
@@ -91,10 +95,7 @@ pub(super) async fn create(
     Ok(HttpResponse::Created()
         .content_type(super::body::SDP)
         .insert_header((header::LOCATION, location(&id)))
-        .insert_header((
-            header::ETAG,
-            format!("\"{}\"", id.reveal().get(..8).unwrap_or_default()),
-        ))
+        .insert_header((header::ETAG, super::whep::ice_etag(&answer)))
         .body(answer))
 }
 
@@ -123,4 +124,31 @@ pub(super) async fn delete(
         return Err(ApiError::NotFound("no such WHEP connection"));
     }
     Ok(HttpResponse::Ok().finish())
+}
+
+/// `PATCH {whep Location}` of a plain viewer with an sdpfrag.
+pub(super) async fn patch_ice(
+    key: &StreamKey,
+    user: &AuthUser,
+    id: WhepId,
+    patch: IcePatch,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let lobby = state
+        .registry
+        .send(FindLobby {
+            stream: key.clone(),
+        })
+        .await?
+        .ok_or(ApiError::NotFound("no such WHEP connection"))?;
+    let result = lobby
+        .send(PatchViewerIce {
+            whep: id,
+            identity: user.identity.clone(),
+            admin: user.admin,
+            patch,
+        })
+        .await?
+        .ok_or(ApiError::NotFound("no such WHEP connection"))??;
+    Ok(super::trickle::respond(result, |_| {}))
 }

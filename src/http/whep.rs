@@ -2,7 +2,7 @@
 //! Server-offer mode (the seed's flow) and client-offer mode (standard
 //! WHEP, with the draft-03 406 counter-offer) for sessions of the lobby;
 //! plain viewers (a Bearer caller without a session in the lobby) are in
-//! `viewer.rs`; trickle answers 501 until it is built.
+//! `viewer.rs`, trickle ICE and ICE restarts in `trickle.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use vestibule_actors::StreamKey;
 use vestibule_actors::ids::WhepId;
 use vestibule_actors::session::{
-    EndWhep, FinishWhep, GetSessionStatus, OfferWhep, StartWhep, WhepError,
+    EndWhep, FinishWhep, GetSessionStatus, OfferWhep, PatchEgressIce, StartWhep, WhepError,
 };
 
 use crate::media::sdp_meta;
@@ -24,7 +24,7 @@ use super::credentials::{
 use super::error::ApiError;
 use super::state::AppState;
 use super::streams::stream_key;
-use super::viewer;
+use super::{trickle, viewer};
 
 /// How long `POST /whep` waits for the session's signal channel (API.md rule 6).
 const SIGNAL_WAIT: Duration = Duration::from_secs(10);
@@ -45,6 +45,12 @@ impl From<WhepError> for ApiError {
             WhepError::Media(m) => m.into(),
         }
     }
+}
+
+/// A WHEP resource's ETag: its ICE session's local ufrag, as in the SDP
+/// we send (an ICE restart changes it; trickle `If-Match` names it).
+pub(super) fn ice_etag(sdp: &str) -> String {
+    crate::media::ice::etag_of(crate::media::sdpfrag::ice_ufrag(sdp).unwrap_or_default())
 }
 
 /// Adds the request token to a 2xx for a cookie-authenticated request.
@@ -91,10 +97,7 @@ pub(super) async fn create(
                 let mut resp = HttpResponse::Created();
                 resp.content_type(SDP)
                     .insert_header((header::LOCATION, whep_location(&state, &key, &id)))
-                    .insert_header((
-                        header::ETAG,
-                        format!("\"{}\"", id.reveal().get(..8).unwrap_or_default()),
-                    ));
+                    .insert_header((header::ETAG, ice_etag(&answer)));
                 echo_token(&mut resp, &caller);
                 return Ok(resp.body(answer));
             }
@@ -138,7 +141,7 @@ pub(super) async fn create(
             header::LOCATION,
             whep_location(&state, &key, &offer.whep_id),
         ))
-        .insert_header((header::ETAG, format!("\"offer-{}\"", offer.number)))
+        .insert_header((header::ETAG, ice_etag(&offer.sdp)))
         .insert_header(("Vestibule-Offer-Number", offer.number.to_string()));
     echo_token(&mut resp, &caller);
     Ok(resp.body(offer.sdp))
@@ -152,12 +155,10 @@ async fn answer(
     key: &StreamKey,
     whep_id: Option<WhepId>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = session_caller(req, state, key, Target::Alias, SessionAuth::default())?;
     if media_type(req).is_some_and(|t| t == SDPFRAG) {
-        return Err(ApiError::NotImplemented(
-            "trickle ICE is not built in this version",
-        ));
+        return patch_ice(req, payload, state, key, whep_id).await;
     }
+    let caller = session_caller(req, state, key, Target::Alias, SessionAuth::default())?;
     let sdp = read_sdp(req, payload).await?;
     let counter_offer = caller
         .record()
@@ -173,6 +174,32 @@ async fn answer(
     };
     echo_token(&mut resp, &caller);
     Ok(resp.finish())
+}
+
+/// Trickle ICE or an ICE restart on a WHEP connection: a plain viewer's
+/// (Bearer without a lobby session, resource URL only) or the session's.
+async fn patch_ice(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    key: &StreamKey,
+    whep_id: Option<WhepId>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(user) = optional_bearer(req, state)?
+        && viewer::is_viewer_request(state, key, &user)
+    {
+        let id = whep_id.ok_or(ApiError::NotFound("no such WHEP connection"))?;
+        let patch = trickle::read_patch(req, payload).await?;
+        return viewer::patch_ice(key, &user, id, patch, state).await;
+    }
+    let caller = session_caller(req, state, key, Target::Alias, SessionAuth::default())?;
+    let patch = trickle::read_patch(req, payload).await?;
+    let result = caller
+        .record()
+        .session
+        .send(PatchEgressIce { whep_id, patch })
+        .await??;
+    Ok(trickle::respond(result, |resp| echo_token(resp, &caller)))
 }
 
 /// `PATCH /whep`: the answer to the pending server offer.

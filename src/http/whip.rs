@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use vestibule_actors::StreamKey;
 use vestibule_actors::lobby::{LeaveLobby, OpenIngress, OpenIngressError};
 use vestibule_actors::registry::JoinLobby;
-use vestibule_actors::session::EndReason;
+use vestibule_actors::session::{EndReason, PatchIngressIce};
 
 use super::body::{SDP, SDPFRAG, read_sdp, require_type};
 use super::cookie::{cleared_cookie, session_cookie};
@@ -15,6 +15,7 @@ use super::credentials::{SessionAuth, SessionCaller, Target, require_bearer, ses
 use super::error::ApiError;
 use super::state::AppState;
 use super::streams::{find_or_create_stream, is_owner, stream_key};
+use super::trickle;
 use crate::config::IceServer;
 use crate::media::ingress::ingress_sections;
 use crate::media::sdp_meta;
@@ -205,19 +206,30 @@ pub(super) async fn delete_resource(
 pub(super) async fn patch_resource(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (space, stream, session) = path.into_inner();
     let key = stream_key(&(space, stream))?;
-    session_caller(
+    let caller = session_caller(
         &req,
         &state,
         &key,
         Target::Resource(&session),
         SessionAuth::default(),
     )?;
+    // API.md "No updates over HTTP": only trickle fragments, never SDP.
     require_type(&req, SDPFRAG)?;
-    Err(ApiError::NotImplemented(
-        "trickle ICE is not built in this version",
-    ))
+    let patch = trickle::read_patch(&req, payload).await?;
+    let result = caller
+        .record()
+        .session
+        .send(PatchIngressIce { patch })
+        .await??;
+    let token = caller.echo_req_token();
+    Ok(trickle::respond(result, |resp| {
+        if let Some(token) = token {
+            resp.insert_header(("X-Req-Token", token));
+        }
+    }))
 }

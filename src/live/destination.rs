@@ -20,7 +20,7 @@ pub enum DestinationError {
     /// 403: a policy refuses it.
     #[error("{0}")]
     Refused(&'static str),
-    /// 403: the host does not resolve (nothing to check, nothing to push to).
+    /// 400: the host does not resolve (nothing to check, nothing to push to).
     #[error("the RTMP host does not resolve")]
     Unresolved,
 }

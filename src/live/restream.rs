@@ -323,6 +323,10 @@ impl Restream {
 
     fn on_exit(&mut self, current: Current, exit: RunExit, ctx: &mut Context<Self>) {
         let _ = std::fs::remove_file(&current.sdp_path);
+        // Nobody listens on the ports until the next run.
+        self.worker(WorkerCmd::PauseTap {
+            live: self.setup.id,
+        });
         self.bytes_done += current.bytes;
         if current
             .online_since

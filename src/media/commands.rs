@@ -19,6 +19,7 @@ use super::ingress::Ingress;
 use super::peer::{Peer, PeerOwner, Role};
 use super::rtc_config::{build_rtc, new_credentials};
 use super::sdp_meta;
+use super::sdpfrag;
 use super::signal::{self, SignalMessage};
 use super::slab::PeerKey;
 use super::worker::Worker;
@@ -135,6 +136,15 @@ impl Worker {
                     self.close_peer(key, now);
                 }
             }
+            WorkerCmd::PatchIce {
+                session,
+                egress,
+                patch,
+                reply,
+            } => {
+                let result = self.patch_ice(session, egress, patch, now);
+                let _ = reply.send(result);
+            }
             WorkerCmd::SetProgram { stream, program } => self.set_program(stream, program, now),
             WorkerCmd::OpenViewer {
                 stream,
@@ -154,6 +164,7 @@ impl Worker {
                 events,
             } => self.open_tap(stream, live, (video_port, audio_port), events, now),
             WorkerCmd::RefreshTap { live } => self.refresh_tap(live, now),
+            WorkerCmd::PauseTap { live } => self.pause_tap(live),
             WorkerCmd::CloseTap { live } => self.close_tap(live, now),
             WorkerCmd::ClearProgram { stream } => self.clear_program(&stream, now),
             WorkerCmd::Shutdown => self.close_all(now),
@@ -202,6 +213,7 @@ impl Worker {
             .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
             .to_sdp_string();
         check_codecs(offer, &answer)?;
+        let answer = super::h264_fmtp::keep_offered_profiles(offer, &answer);
         let mut ingress = Ingress::new(&self.limits, now);
         let (media, _) = ingress.apply_answer(&answer);
         let owner = PeerOwner {
@@ -209,7 +221,7 @@ impl Worker {
             participant,
             events,
         };
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             owner,
             rtc,
             ufrag.clone(),
@@ -217,6 +229,8 @@ impl Worker {
             Role::Ingress(ingress),
             now,
         );
+        peer.remote_ufrag = sdpfrag::ice_ufrag(offer).map(str::to_string);
+        peer.bundle_mid = sdpfrag::first_mid(&answer).map(str::to_string);
         self.place(peer, now);
         debug!(worker = self.index, participant = %participant, sections = media.len(), "ingress peer created");
         Ok(IngressAnswer {
@@ -249,6 +263,7 @@ impl Worker {
                     .accept_offer(parsed)
                     .map_err(|e| MediaError::MalformedSdp(e.to_string()))?
                     .to_sdp_string();
+                let answer = super::h264_fmtp::keep_offered_profiles(offer, &answer);
                 let Some(ingress) = peer.ingress_mut() else {
                     return Err(MediaError::NoPeer);
                 };
@@ -282,7 +297,7 @@ impl Worker {
             participant,
             events,
         };
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             owner,
             rtc,
             ufrag,
@@ -290,6 +305,7 @@ impl Worker {
             Role::Egress(egress),
             now,
         );
+        peer.bundle_mid = sdpfrag::first_mid(&offer).map(str::to_string);
         self.place(peer, now);
         Ok(offer)
     }
@@ -308,7 +324,7 @@ impl Worker {
             return Ok(None);
         };
         let opened = egress.open_outs();
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             owner,
             rtc,
             ufrag,
@@ -316,6 +332,8 @@ impl Worker {
             Role::Egress(egress),
             now,
         );
+        peer.remote_ufrag = sdpfrag::ice_ufrag(offer).map(str::to_string);
+        peer.bundle_mid = sdpfrag::first_mid(&answer).map(str::to_string);
         let key = self.place(peer, now);
         for out in opened {
             self.open_route(key, out, now);
@@ -336,6 +354,9 @@ impl Worker {
                     return Err(MediaError::NoPeer);
                 };
                 let opened = egress.accept_answer(&mut peer.rtc, answer, d.now)?;
+                if peer.remote_ufrag.is_none() {
+                    peer.remote_ufrag = sdpfrag::ice_ufrag(answer).map(str::to_string);
+                }
                 peer.drain(d);
                 Ok(opened)
             })

@@ -103,6 +103,9 @@ pub struct Egress {
     /// The remote description is known (first answer applied, or the
     /// connection started from the client's offer).
     answered: bool,
+    /// Started from the client's offer (standard WHEP): the client may
+    /// restart ICE; a server-offer connection may not (API.md).
+    pub client_offer: bool,
 }
 
 fn str0m_kind(kind: MediaKind) -> StrMediaKind {
@@ -149,6 +152,7 @@ impl Egress {
             placeholders,
             sources,
             answered: false,
+            client_offer: false,
         };
         let sdp = egress.annotate(rtc, &offer.to_sdp_string());
         Ok((egress, sdp))
@@ -220,6 +224,7 @@ impl Egress {
             placeholders: unused,
             sources,
             answered: true,
+            client_offer: true,
         };
         Ok(Some((egress, answer)))
     }

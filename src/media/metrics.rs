@@ -72,6 +72,8 @@ pub struct MediaMetrics {
     pub subscribers: IntGauge,
     /// Egress m-line opened to its first forwarded keyframe.
     pub first_frame_seconds: Histogram,
+    /// ICE restarts applied (RFC 9725 PATCH with `If-Match: "*"`).
+    pub ice_restarts: IntCounter,
     /// Program source switches applied to viewers and live taps, by kind.
     pub program_switches: IntCounterVec,
     signal_messages: IntCounterVec,
@@ -146,6 +148,10 @@ impl MediaMetrics {
                 "vestibule_subscribers",
                 "WHEP peers (subscribers) on the workers",
             )?,
+            ice_restarts: IntCounter::new(
+                "vestibule_ice_restarts_total",
+                "ICE restarts applied by PATCH",
+            )?,
             program_switches: IntCounterVec::new(
                 Opts::new(
                     "vestibule_program_switches_total",
@@ -190,6 +196,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.subscribers.clone()))?;
         registry.register(Box::new(m.first_frame_seconds.clone()))?;
         registry.register(Box::new(m.program_switches.clone()))?;
+        registry.register(Box::new(m.ice_restarts.clone()))?;
         registry.register(Box::new(m.signal_messages.clone()))?;
         registry.register(Box::new(m.signal_dropped.clone()))?;
         // Expose every labelled series from the start, so dashboards and

@@ -83,6 +83,10 @@ pub struct Peer {
     pub ufrag: String,
     /// Remote addresses learned for this peer.
     pub addrs: Vec<SocketAddr>,
+    /// The remote's ICE ufrag (trickle fragments must name it).
+    pub remote_ufrag: Option<String>,
+    /// The bundle's first mid (the server's restart fragment names it).
+    pub bundle_mid: Option<String>,
     /// Where control events go.
     events: Recipient<MediaEvent>,
     // Timers.
@@ -121,6 +125,8 @@ impl Peer {
             rtc,
             ufrag,
             addrs: Vec::new(),
+            remote_ufrag: None,
+            bundle_mid: None,
             events,
             rtc_timeout: now,
             scheduled: None,

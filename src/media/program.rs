@@ -152,7 +152,7 @@ impl Worker {
             participant: ParticipantId::random(),
             events,
         };
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             owner,
             rtc,
             ufrag,
@@ -160,6 +160,8 @@ impl Worker {
             Role::Egress(egress),
             now,
         );
+        peer.remote_ufrag = super::sdpfrag::ice_ufrag(offer).map(str::to_string);
+        peer.bundle_mid = super::sdpfrag::first_mid(&answer).map(str::to_string);
         let key = self.place(peer, now);
         for out in opened {
             self.open_route(key, out, now);
@@ -221,6 +223,15 @@ impl Worker {
             && let Some(&publisher) = self.ingress_of.get(&video.publisher)
         {
             self.request_keyframe(publisher, Mid::from(video.mid.as_str()), now);
+        }
+    }
+
+    /// ffmpeg is gone: the tap stops writing until the next refresh.
+    pub(super) fn pause_tap(&mut self, live: LiveId) {
+        if let Some(stream) = self.tap_stream(live)
+            && let Some(tap) = self.programs.get_mut(&stream).and_then(|f| f.tap.as_mut())
+        {
+            tap.pause();
         }
     }
 

@@ -79,6 +79,10 @@ pub struct LiveTap {
     events: Recipient<TapEvent>,
     /// What was last reported (video, audio).
     reported: (Option<TapMedia>, Option<TapMedia>),
+    /// ffmpeg listens: packets are written. While paused (no ffmpeg) the
+    /// ports may belong to someone else, so nothing is sent; sources are
+    /// still tracked and reported.
+    active: bool,
     /// Next periodic keyframe request (H.264 copy path).
     next_keyframe: Option<Instant>,
     /// Reused datagram buffer.
@@ -104,6 +108,7 @@ impl LiveTap {
             audio: TapOut::new(audio_port, ssrc.wrapping_add(1), false),
             events,
             reported: (None, None),
+            active: false,
             next_keyframe: None,
             buf: Vec::with_capacity(1500),
         })
@@ -135,12 +140,18 @@ impl LiveTap {
     /// ffmpeg (re)started: the next video it gets starts with a keyframe.
     /// Returns whether a video source exists to ask.
     pub fn refresh(&mut self) -> bool {
+        self.active = true;
         self.video.waiting_keyframe = true;
         self.video.seq.switch();
         self.video.ts.switch();
         self.audio.seq.switch();
         self.audio.ts.switch();
         self.video.source.is_some()
+    }
+
+    /// ffmpeg exited: write nothing until the next [`LiveTap::refresh`].
+    pub fn pause(&mut self) {
+        self.active = false;
     }
 
     /// Writes one program packet of `kind` from `track`. `params_of` looks
@@ -174,6 +185,9 @@ impl LiveTap {
             out.waiting_keyframe = kind == MediaKind::Video;
             outcome.want_keyframe = kind == MediaKind::Video;
             self.report();
+        }
+        if !self.active {
+            return outcome;
         }
         let out = self.out(kind);
         if out.waiting_keyframe {
