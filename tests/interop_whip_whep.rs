@@ -281,15 +281,15 @@ async fn owner(server: &Server, dir: &Path) -> Option<Publisher> {
     Some(publisher)
 }
 
-#[tokio::test]
-async fn the_library_plays_the_program_as_a_plain_viewer() {
-    let server = Server::start(
-        ServerSpec::default()
-            .env("VESTIBULE__LOBBY__ALLOW_VIEWERS", "true")
-            .env("VESTIBULE__LOBBY__MAX_VIEWERS", "2"),
-    )
-    .await;
-    let token = server
+fn viewer_server() -> ServerSpec {
+    ServerSpec::default()
+        .env("VESTIBULE__LOBBY__ALLOW_VIEWERS", "true")
+        .env("VESTIBULE__LOBBY__MAX_VIEWERS", "2")
+}
+
+/// A plain viewer's token for demo/demo.
+fn view_token(server: &Server) -> String {
+    server
         .keys()
         .issue(
             "watcher",
@@ -298,8 +298,19 @@ async fn the_library_plays_the_program_as_a_plain_viewer() {
             Some("demo/demo"),
             Duration::from_secs(3600),
         )
-        .expect("token");
-    let Some(args) = command(&server, "play", &token, &["--seconds", "4"]) else {
+        .expect("token")
+}
+
+/// Video frames the viewer decoded between two of its stats snapshots.
+fn decoded_between(from: &Value, to: &Value) -> u64 {
+    let frames = |s: &Value| s["video"]["framesDecoded"].as_u64().unwrap_or(0);
+    frames(to).saturating_sub(frames(from))
+}
+
+#[tokio::test]
+async fn the_library_plays_the_program_as_a_plain_viewer() {
+    let server = Server::start(viewer_server()).await;
+    let Some(args) = command(&server, "play", &view_token(&server), &["--seconds", "4"]) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -328,6 +339,92 @@ async fn the_library_plays_the_program_as_a_plain_viewer() {
     assert_eq!(viewers, 0.0, "the DELETE ended the viewer{}", report());
 }
 
+/// The library's ICE restart went through (RFC 9725 §4.3.2): it sent its
+/// new credentials with `If-Match: *`; the server answered 200 with an
+/// sdpfrag of new credentials and a candidate and a new ETag; the library
+/// applied it; Chrome's selected pair moved to the new generation, and the
+/// server sends on it (the controlled agent must use the pair the
+/// controlling one nominated, RFC 8445 §8.1.1). Returns the restart PATCH's
+/// index among the PATCHes and the new ETag.
+fn assert_restarted(server: &Server, run: &Run) -> (usize, Option<String>) {
+    let json = &run.json;
+    let report = || run.report(server);
+    let restart = &json["restart"];
+    let patches = run.requests("PATCH");
+    let index = patches
+        .iter()
+        .position(|p| p["request"]["headers"]["if-match"] == "*")
+        .unwrap_or_else(|| panic!("no PATCH with If-Match: *{}", report()));
+    let patch = patches[index];
+    // What the library sent: only the new credentials.
+    let new_ufrag = restart["localUfragAfter"].as_str().expect("new ufrag");
+    assert_ne!(restart["localUfragBefore"].as_str(), Some(new_ufrag));
+    assert_eq!(patch["request"]["headers"]["content-type"], SDPFRAG);
+    let sent = patch["request"]["body"].as_str().unwrap_or("");
+    assert!(
+        sent.starts_with(&format!("a=ice-ufrag:{new_ufrag}\r\n")),
+        "{patch}"
+    );
+    // What the server must answer.
+    assert_eq!(
+        patch["status"],
+        200,
+        "ICE restart PATCH: {patch}{}",
+        report()
+    );
+    assert_eq!(
+        patch["response"]["headers"]["content-type"],
+        SDPFRAG,
+        "{}",
+        report()
+    );
+    let new_etag = patch["response"]["headers"]["etag"].as_str();
+    assert!(new_etag.is_some(), "ETag of the restart: {patch}");
+    assert_ne!(new_etag, json["post"]["etag"].as_str(), "a new ETag");
+    let body = patch["response"]["body"].as_str().unwrap_or("");
+    let server_ufrag = body
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_else(|| panic!("no a=ice-ufrag in {body:?}"))
+        .trim();
+    assert!(body.contains("a=ice-pwd:"), "{body:?}");
+    assert!(body.contains("a=candidate:"), "{body:?}");
+    assert_ne!(
+        json["answerUfrag"].as_str(),
+        Some(server_ufrag),
+        "the server's ufrag changed{}",
+        report()
+    );
+    // The library took it: no error, its remote description carries the
+    // server's new ufrag, the offer/answer state is stable again.
+    assert_eq!(restart["error"], Value::Null, "{}", report());
+    assert_eq!(
+        restart["remoteUfragAfter"].as_str(),
+        Some(server_ufrag),
+        "{}",
+        report()
+    );
+    assert_eq!(restart["signalingState"], "stable", "{}", report());
+    // ICE came back on the new generation...
+    assert_eq!(restart["reconnected"], true, "{}", report());
+    // ...and the server sends on it: without a new nomination it keeps
+    // sending to the old generation's address, which only works while the
+    // client still listens there (never after a network change).
+    let pair = &restart["after"]["candidatePair"];
+    assert_eq!(
+        pair["local"]["usernameFragment"].as_str(),
+        Some(new_ufrag),
+        "{}",
+        report()
+    );
+    assert!(
+        pair["bytesReceived"].as_u64() > Some(0),
+        "the server sends to the new candidate pair: {pair}{}",
+        report()
+    );
+    (index, new_etag.map(str::to_string))
+}
+
 #[tokio::test]
 async fn the_library_restarts_ice_and_keeps_publishing() {
     let server = Server::start(ServerSpec::default()).await;
@@ -341,79 +438,18 @@ async fn the_library_restarts_ice_and_keeps_publishing() {
         return;
     };
     let run = run(&server, &args).await;
-    let json = &run.json;
     let report = || run.report(&server);
-    let restart = &json["restart"];
-    let patches = run.requests("PATCH");
-    let restart_patch = patches
-        .iter()
-        .find(|p| p["request"]["headers"]["if-match"] == "*")
-        .unwrap_or_else(|| panic!("no PATCH with If-Match: *{}", report()));
-    // What the library sent: only the new credentials.
-    let new_ufrag = restart["localUfragAfter"].as_str().expect("new ufrag");
-    assert_ne!(restart["localUfragBefore"].as_str(), Some(new_ufrag));
-    assert_eq!(restart_patch["request"]["headers"]["content-type"], SDPFRAG);
-    assert!(
-        restart_patch["request"]["body"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with(&format!("a=ice-ufrag:{new_ufrag}\r\n")),
-        "{restart_patch}"
-    );
-    // What the server must answer: 200, its own new credentials and
-    // candidates as an sdpfrag, and a new ETag.
-    assert_eq!(
-        restart_patch["status"],
-        200,
-        "ICE restart PATCH: {restart_patch}{}",
-        report()
-    );
-    assert_eq!(
-        restart_patch["response"]["headers"]["content-type"],
-        SDPFRAG,
-        "{}",
-        report()
-    );
-    let new_etag = restart_patch["response"]["headers"]["etag"].as_str();
-    assert!(new_etag.is_some(), "ETag of the restart: {restart_patch}");
-    assert_ne!(new_etag, json["post"]["etag"].as_str(), "a new ETag");
-    let body = restart_patch["response"]["body"].as_str().unwrap_or("");
-    let server_ufrag = body
-        .lines()
-        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
-        .unwrap_or_else(|| panic!("no a=ice-ufrag in {body:?}"));
-    assert!(body.contains("a=ice-pwd:"), "{body:?}");
-    assert!(body.contains("a=candidate:"), "{body:?}");
-    assert_ne!(
-        json["answerUfrag"].as_str(),
-        Some(server_ufrag.trim()),
-        "the server's ufrag changed{}",
-        report()
-    );
-    assert_eq!(restart["patchStatus"], 200);
-    assert_eq!(restart["error"], Value::Null, "{}", report());
-    assert_eq!(
-        restart["remoteUfragAfter"].as_str(),
-        Some(server_ufrag.trim()),
-        "{}",
-        report()
-    );
-    assert_eq!(restart["signalingState"], "stable", "{}", report());
-    // ICE came back on the new generation.
-    assert_eq!(restart["reconnected"], true, "{}", report());
+    let (index, new_etag) = assert_restarted(&server, &run);
     assert_common(&server, &run);
     // Trickle before the restart used the POST's ETag, after it the new one.
-    let index = patches
-        .iter()
-        .position(|p| std::ptr::eq(*p, *restart_patch))
-        .expect("index");
+    let patches = run.requests("PATCH");
     assert_trickled(
         &server,
         &run,
         &patches[..index],
-        json["post"]["etag"].as_str(),
+        run.json["post"]["etag"].as_str(),
     );
-    assert_trickled(&server, &run, &patches[index + 1..], new_etag);
+    assert_trickled(&server, &run, &patches[index + 1..], new_etag.as_deref());
     // The server kept counting after the restart.
     let (video, audio) = run.growth("restarted", "holdEnd");
     assert!(
@@ -427,4 +463,49 @@ async fn the_library_restarts_ice_and_keeps_publishing() {
         report()
     );
     assert_idle_soon(&server).await;
+}
+
+#[tokio::test]
+async fn the_library_restarts_ice_while_playing() {
+    let server = Server::start(viewer_server()).await;
+    let Some(args) = command(
+        &server,
+        "play",
+        &view_token(&server),
+        &["--restart", "--seconds", "2", "--after", "3"],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(_owner) = owner(&server, dir.path()).await else {
+        return;
+    };
+    let run = run(&server, &args).await;
+    let report = || run.report(&server);
+    let (index, new_etag) = assert_restarted(&server, &run);
+    assert_common(&server, &run);
+    // whep.js has no ETag before the restart (it never reads the POST's),
+    // then the restart's.
+    let patches = run.requests("PATCH");
+    assert_trickled(&server, &run, &patches[..index], None);
+    assert_trickled(&server, &run, &patches[index + 1..], new_etag.as_deref());
+    // Chrome kept decoding H.264 after the restart: 3 s of 15 fps.
+    let restart = &run.json["restart"];
+    let after = decoded_between(&restart["reconnectedStats"], &restart["after"]);
+    assert!(
+        after > 25,
+        "frames decoded after the restart: {after}{}",
+        report()
+    );
+    assert_eq!(
+        restart["after"]["video"]["codec"],
+        "video/H264",
+        "{}",
+        report()
+    );
+    let viewers = wait_metric(&server, "vestibule_viewers", Duration::from_secs(3), |v| {
+        v == 0.0
+    })
+    .await;
+    assert_eq!(viewers, 0.0, "the DELETE ended the viewer{}", report());
 }

@@ -5,7 +5,8 @@
 //
 //   node tests/clients/whip_whep_lib.mjs --mode publish|play|restart \
 //       --base http://127.0.0.1:PORT --space S --stream ID --token JWT \
-//       [--seconds 3] [--after 3] [--recvonly] [--sdp] [--timeout 40] [--verbose]
+//       [--seconds 3] [--restart] [--after 3] [--recvonly] [--sdp] \
+//       [--timeout 40] [--verbose]
 //
 // Uses Debian's Chromium (never a Playwright browser download) driven by
 // playwright-core, with the flags of chromium_whip.mjs. The page runs at the
@@ -22,7 +23,7 @@
 //   `Content-Type: application/trickle-ice-sdpfrag`, a body
 //   `a=ice-ufrag a=ice-pwd m=<kind> 9 UDP/TLS/RTP/SAVPF 0 a=mid a=candidate...
 //   [a=end-of-candidates]`, the Bearer token, and `If-Match: <ETag of the
-//   POST>` (WHIP only: whep.js never reads the POST's ETag). Non-2xx other
+//   POST>` (WHIP only, see view() below). Non-2xx other
 //   than 405/501 makes its patch() throw (an unhandled rejection, recorded
 //   in pageErrors).
 // - restart(): pc.restartIce(), createOffer({iceRestart: true}),
@@ -32,8 +33,13 @@
 //   the ETag, reads a=ice-ufrag/a=ice-pwd/a=candidate lines (CRLF-terminated)
 //   of the response, patches them into the old remote description and sets
 //   it again; any other status leaves the restart unanswered. Candidates
-//   gathered after the restart are trickled once the 200 arrived.
-//
+//   gathered after the restart are trickled once the 200 arrived. Library
+//   bug: it joins the answer's candidate lines with `candidates.join()`
+//   (commas), so an answer with two or more candidates (e.g. two
+//   media.public_ips) makes Chrome reject the description ("Invalid SDP
+//   line") and the restart never completes (restart.error).
+// - view() never reads the POST's ETag: WHEP trickle carries no If-Match
+//   until a restart's 200 gave it one.
 // - stop() closes the peer connection first and then sends `DELETE
 //   {Location}` (whose status it ignores), so the server may have ended
 //   the session on the DTLS close before the DELETE arrives.
@@ -47,10 +53,12 @@
 //     and `("video")` as its README does (sendrecv; --recvonly makes them
 //     recvonly); wait for `connected`, the trickle, hold --seconds;
 //     inbound-rtp stats (framesDecoded, codec, size).
-//   restart: publish, hold --seconds, then whip.restart(); wait until the
-//     selected candidate pair uses the new local ufrag (up to 10 s); hold
-//     --after; stats again. "restart" reports the PATCH's answer and the
-//     ICE state before and after.
+//   restart: publish with --restart.
+// --restart (publish or play): after the hold, the library's restart();
+//   wait until the selected candidate pair uses the new local ufrag (up to
+//   10 s), take stats ("restart.reconnectedStats"), hold --after, stats
+//   again ("restart.after", also "stats"). "restart" also reports the
+//   PATCH's answer and the stats before ("restart.before").
 //
 // stdout: exactly one JSON line. Success (exit 0):
 //   {"mode","post":{"status","location","etag"},"offerCandidates",
@@ -64,6 +72,8 @@
 // error bodies always). Failure (exit 1): the same fields as far as they
 // got, plus "error" and "stage". A run that got a Location DELETEs it even
 // when it fails, also on the overall --timeout (default 40 + hold times).
+// timings: launch, pageLoaded, pageRunDone, total in ms since the process
+// started; the others (and each request's "t") in ms since the page loaded.
 // stderr: `EVENT {"event":NAME,"t":ms}` lines as the run passes
 // "connected", "trickled", "restartAnswered", "restarted", "holdEnd" (a test
 // can read server metrics at those moments), then browser console
@@ -118,6 +128,7 @@ function parseCli() {
       seconds: { type: 'string', default: '3' },
       after: { type: 'string', default: '3' },
       recvonly: { type: 'boolean', default: false },
+      restart: { type: 'boolean', default: false },
       sdp: { type: 'boolean', default: false },
       timeout: { type: 'string' },
       verbose: { type: 'boolean', default: false },
@@ -150,6 +161,7 @@ function parseCli() {
     seconds,
     after,
     recvonly: values.recvonly,
+    restart: values.restart || values.mode === 'restart',
     sdp: values.sdp,
     timeoutMs: Math.round(timeout * 1000),
     verbose: values.verbose,
@@ -417,7 +429,7 @@ function pageHarness(WHIPClient, WHEPClient) {
       const rtp = p.mode === 'play' ? 'inbound-rtp' : 'outbound-rtp';
       r.stats = await snapshot(pc, rtp);
 
-      if (p.mode === 'restart') {
+      if (p.restart) {
         stage = 'restart';
         const before = r.stats;
         const rs = (r.restart = {
@@ -427,6 +439,7 @@ function pageHarness(WHIPClient, WHEPClient) {
           patchEtag: null,
           remoteUfragAfter: null,
           reconnected: false,
+          reconnectedStats: null,
           connectionStates: [],
           before,
           after: null,
@@ -458,6 +471,7 @@ function pageHarness(WHIPClient, WHEPClient) {
             s.candidatePair.local?.usernameFragment === rs.localUfragAfter &&
             rs.localUfragAfter !== rs.localUfragBefore;
         }, 10000);
+        rs.reconnectedStats = await snapshot(pc, rtp);
         await event('restarted');
         stage = 'holdAfterRestart';
         await sleep(p.after * 1000);
@@ -599,6 +613,7 @@ async function main() {
       seconds: opts.seconds,
       after: opts.after,
       recvonly: opts.recvonly,
+      restart: opts.restart,
       sdp: opts.sdp,
       connectTimeoutMs: 10000,
     });
