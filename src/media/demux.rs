@@ -41,6 +41,11 @@ impl Demux {
             .ok_or(DropReason::UnknownSource)
     }
 
+    /// The peer whose local ufrag this is.
+    pub fn by_ufrag(&self, ufrag: &str) -> Option<PeerKey> {
+        self.by_ufrag.get(ufrag).copied()
+    }
+
     /// Registers a peer's local ufrag.
     pub fn add_ufrag(&mut self, ufrag: String, key: PeerKey) {
         self.by_ufrag.insert(ufrag, key);

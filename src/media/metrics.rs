@@ -72,6 +72,8 @@ pub struct MediaMetrics {
     pub subscribers: IntGauge,
     /// Egress m-line opened to its first forwarded keyframe.
     pub first_frame_seconds: Histogram,
+    /// ICE checks without PRIORITY repaired (FFmpeg 8's WHIP muxer).
+    pub stun_repaired: IntCounter,
     /// ICE restarts applied (RFC 9725 PATCH with `If-Match: "*"`).
     pub ice_restarts: IntCounter,
     /// Program source switches applied to viewers and live taps, by kind.
@@ -148,6 +150,10 @@ impl MediaMetrics {
                 "vestibule_subscribers",
                 "WHEP peers (subscribers) on the workers",
             )?,
+            stun_repaired: IntCounter::new(
+                "vestibule_stun_repaired_total",
+                "ICE checks without PRIORITY that verified and were repaired",
+            )?,
             ice_restarts: IntCounter::new(
                 "vestibule_ice_restarts_total",
                 "ICE restarts applied by PATCH",
@@ -197,6 +203,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.first_frame_seconds.clone()))?;
         registry.register(Box::new(m.program_switches.clone()))?;
         registry.register(Box::new(m.ice_restarts.clone()))?;
+        registry.register(Box::new(m.stun_repaired.clone()))?;
         registry.register(Box::new(m.signal_messages.clone()))?;
         registry.register(Box::new(m.signal_dropped.clone()))?;
         // Expose every labelled series from the start, so dashboards and

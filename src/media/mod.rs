@@ -25,6 +25,7 @@ pub mod sdp_meta;
 pub mod sdpfrag;
 pub mod signal;
 pub mod slab;
+pub mod stun_fixup;
 pub mod tap;
 pub mod timers;
 pub mod udp;

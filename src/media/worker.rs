@@ -247,8 +247,42 @@ impl Worker {
         self.metrics.family.datagrams_in.inc();
         let key = match self.demux.route(source, datagram) {
             Ok(k) => k,
+            // Off the hot path: only a STUN message str0m cannot parse.
+            Err(DropReason::Malformed) => match self.repaired_stun(datagram) {
+                Some((key, fixed)) => return self.deliver(key, source, dst_ip, &fixed, now),
+                None => return self.metrics.dropped(DropReason::Malformed),
+            },
             Err(reason) => return self.metrics.dropped(reason),
         };
+        self.deliver(key, source, dst_ip, datagram, now);
+    }
+
+    /// A Binding request without PRIORITY (FFmpeg 8) that verifies with
+    /// the peer's own password, rebuilt so str0m accepts it (`stun_fixup`).
+    fn repaired_stun(&mut self, datagram: &[u8]) -> Option<(PeerKey, Vec<u8>)> {
+        let ufrag = super::stun_fixup::needs_priority(datagram)?;
+        let key = self.demux.by_ufrag(ufrag)?;
+        let pwd = self
+            .peers
+            .get_mut(key)?
+            .rtc
+            .direct_api()
+            .local_ice_credentials()
+            .pass;
+        let fixed = super::stun_fixup::add_priority(datagram, &pwd)?;
+        self.metrics.family.stun_repaired.inc();
+        Some((key, fixed))
+    }
+
+    /// Hands a routed datagram to its peer.
+    fn deliver(
+        &mut self,
+        key: PeerKey,
+        source: SocketAddr,
+        dst_ip: Option<IpAddr>,
+        datagram: &[u8],
+        now: Instant,
+    ) {
         let destination = self.destination(dst_ip);
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, datagram) else {
             return self.metrics.dropped(DropReason::Malformed);
