@@ -17,7 +17,8 @@
 //! Options (after `--`): `--seconds 15` (CPU window per run), `--warmup 3`
 //! (seconds between `online` and the window), `--width 1280 --height 720
 //! --fps 30` (the published picture), `--kbps 2500` (the publisher's video
-//! bitrate, both codecs), `--check 5` (seconds of the delivery check, 0 to
+//! bitrate, both codecs), `--pattern testsrc2` (the lavfi source: a
+//! harder one such as `mandelbrot` costs x264 more), `--check 5` (seconds of the delivery check, 0 to
 //! skip), `--json FILE` (default `target/live_paths.json`).
 //!
 //! Needs nginx with libnginx-mod-rtmp and ffmpeg with libx264, libvpx and
@@ -65,6 +66,8 @@ struct Args {
     height: u32,
     fps: u32,
     kbps: u32,
+    /// lavfi source of both publishers' video.
+    pattern: String,
     check: u64,
     json: PathBuf,
 }
@@ -80,6 +83,9 @@ fn args() -> Result<Args, String> {
         height: 720,
         fps: 30,
         kbps: 2500,
+        // A moving picture with a counter: a solid colour would leave x264
+        // (and the VP8 decoder) almost nothing to do.
+        pattern: "testsrc2".into(),
         check: 5,
         json: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/live_paths.json"),
     };
@@ -106,6 +112,7 @@ fn args() -> Result<Args, String> {
             "--kbps" => a.kbps = small()?.max(50),
             "--check" => a.check = number()?,
             "--json" => a.json = PathBuf::from(value),
+            "--pattern" => a.pattern = value.clone(),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -524,9 +531,7 @@ fn encode(args: &Args, dir: &Path) -> Vec<RunSpec> {
                 width: args.width,
                 height: args.height,
                 fps: args.fps,
-                // A moving picture with a counter: a solid colour would
-                // leave x264 (and the VP8 decoder) almost nothing to do.
-                pattern: Some("testsrc2".into()),
+                pattern: Some(args.pattern.clone()),
                 seconds: LOOP_SECONDS,
                 codec,
                 video_kbps: Some(args.kbps),
@@ -639,8 +644,8 @@ async fn main() {
         _ => None,
     };
     println!(
-        "live_paths: {}x{}@{} fps, {} kb/s sources, {} s windows",
-        args.width, args.height, args.fps, args.kbps, args.seconds
+        "live_paths: {} {}x{}@{} fps, {} kb/s sources, {} s windows",
+        args.pattern, args.width, args.height, args.fps, args.kbps, args.seconds
     );
     print_table(&runs);
     match ratio {
@@ -652,6 +657,7 @@ async fn main() {
         "height": args.height,
         "fps": args.fps,
         "source_kbps": args.kbps,
+        "pattern": args.pattern,
         "seconds": args.seconds,
         "warmup_s": args.warmup,
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
