@@ -15,6 +15,8 @@
 
 #[path = "support/floor.rs"]
 mod floor;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 use vestibule::auth::TokenKeys;
 use vestibule::client::subscriber::Subscriber;
 use vestibule::client::{PublishOptions, Publisher};
+
+use procfs::{cpu_seconds, rss_mb};
 
 struct Args {
     publishers: usize,
@@ -51,28 +55,6 @@ fn args() -> Args {
         i += 1;
     }
     a
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the ")" that ends the command name; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
-/// Resident set size in MB.
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 async fn metric_sum(base: &str, prefix: &str) -> f64 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::rtmp::{self, Nginx};
 use common::{Server, ServerSpec, metric, wait_metric};
 use serde_json::{Value, json};
-use vestibule::client::encoded::{EncodeSpec, EncodedMedia};
+use vestibule::client::encoded::{EncodeSpec, EncodedMedia, VideoCodec};
 use vestibule::client::{PublishOptions, Publisher};
 
 const STREAM: &str = "/space/demo/stream/demo";
@@ -167,6 +167,53 @@ async fn an_h264_program_is_copied_to_rtmp_with_its_audio_as_aac() {
     let logs = server.logs();
     assert!(!logs.contains(&key), "the key is never logged");
     assert!(!status.to_string().contains(&key));
+}
+
+#[tokio::test]
+async fn a_vp8_program_is_transcoded_with_x264() {
+    if !rtmp::tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = EncodeSpec {
+        codec: VideoCodec::Vp8,
+        ..EncodeSpec::default()
+    };
+    let media = Arc::new(EncodedMedia::generate(dir.path(), &spec).expect("ffmpeg encodes"));
+    let nginx = Nginx::start();
+    let server = Server::start(live_server(&nginx)).await;
+    let owner = server.token("dev");
+    let _publisher = publish(&server, "dev", media).await;
+    let key = format!("k{}", common::random_key());
+    let (status, body, location) = start_live(
+        &server,
+        &owner,
+        json!({"rtmpEndpoint": nginx.endpoint(), "rtmpKey": key}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let location = location.expect("Location");
+    let status = wait_status(&server, &owner, &location, Duration::from_secs(15), online).await;
+    assert!(online(&status), "online within 15 s: {status}");
+
+    let url = nginx.play_url(&key);
+    let streams = rtmp::probe_streams(&url).await;
+    let video = rtmp::stream_of(&streams, "video").unwrap_or_else(|| panic!("video: {streams:?}"));
+    assert_eq!(video["codec_name"], "h264", "{video}");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let rgb = rtmp::mean_rgb(&url).await.expect("a decoded frame");
+    assert!(
+        rgb[0] > 200.0 && rgb[1] < 60.0 && rgb[2] < 60.0,
+        "red: {rgb:?}"
+    );
+    assert!(metric(&server, "vestibule_live_runs_total{mode=\"x264\"}").await >= 1.0);
+    assert_eq!(
+        metric(&server, "vestibule_live_runs_total{mode=\"copy\"}").await,
+        0.0
+    );
 }
 
 /// The pid of the ffmpeg pushing `key` (its output URL is an argument).

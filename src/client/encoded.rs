@@ -1,13 +1,14 @@
-//! Real, decodable media for the test publisher: H.264 access units and
-//! Opus packets encoded ahead of time by the system `ffmpeg`, loaded into
-//! memory and replayed in a loop.
+//! Real, decodable media for the test publisher: H.264 access units (or
+//! VP8 frames) and Opus packets encoded ahead of time by the system
+//! `ffmpeg`, loaded into memory and replayed in a loop.
 //!
 //! The synthetic media of [`super::synthetic`] is filler that only looks
 //! like VP8 to a keyframe detector; paths that decode or remux what a
 //! publisher sends (RTMP restreaming) need media a decoder accepts, so
-//! this module encodes a solid colour and a sine tone once per test run
-//! and hands the publisher one access unit per video tick and one 20 ms
-//! packet per audio tick.
+//! this module encodes a solid colour (or a moving lavfi test pattern) and
+//! a sine tone once per test run and hands the publisher one access unit
+//! per video tick and one 20 ms packet per audio tick. H.264 exercises the
+//! restreamer's copy path, VP8 its x264 transcode path.
 
 use std::fmt;
 use std::fs::File;
@@ -24,6 +25,11 @@ const NAL_AUD: u8 = 9;
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// The only Opus packet duration the publisher's 20 ms pacing supports.
 const OPUS_PACKET_US: u32 = 20_000;
+/// IVF (the libvpx test container): a 32-byte file header starting with
+/// `DKIF`, then per frame a 12-byte header (u32 LE size, u64 LE pts).
+const IVF_SIGNATURE: &[u8; 4] = b"DKIF";
+const IVF_FILE_HEADER: usize = 32;
+const IVF_FRAME_HEADER: usize = 12;
 
 /// Why encoding or loading media failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,14 +70,33 @@ pub enum EncodeError {
     /// The H.264 stream has no access units or no SPS.
     #[error("H.264 stream: {0}")]
     H264(&'static str),
+    /// The IVF file is malformed, empty or not VP8.
+    #[error("IVF file: {0}")]
+    Ivf(&'static str),
+    /// A lavfi pattern name that would break the ffmpeg command line.
+    #[error("bad lavfi pattern {0:?}")]
+    Pattern(String),
     /// A frame rate of zero.
     #[error("fps must be at least 1")]
     ZeroFps,
 }
 
-/// What [`EncodedMedia::generate`] encodes: a solid colour as H.264
-/// (constrained baseline, a keyframe every second, no B-frames) and a sine
-/// tone as mono Opus in 20 ms packets.
+/// The video codec [`EncodedMedia`] holds, and so what the publisher
+/// offers: the restreamer copies H.264 and transcodes VP8 with x264, so
+/// the two exercise its two paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoCodec {
+    /// H.264 constrained baseline (libx264), Annex-B.
+    #[default]
+    H264,
+    /// VP8 (libvpx, realtime settings), from IVF.
+    Vp8,
+}
+
+/// What [`EncodedMedia::generate`] encodes: a solid colour (or a lavfi test
+/// pattern) as H.264 (constrained baseline, a keyframe every second, no
+/// B-frames) or VP8 (a keyframe every second, no alt-ref frames), and a
+/// sine tone as mono Opus in 20 ms packets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodeSpec {
     /// Picture width in pixels.
@@ -80,39 +105,96 @@ pub struct EncodeSpec {
     pub height: u32,
     /// Frames per second; also the GOP length (one keyframe a second).
     pub fps: u32,
-    /// An ffmpeg colour name or `0xRRGGBB` (no whitespace).
+    /// An ffmpeg colour name or `0xRRGGBB` (no whitespace); used unless
+    /// `pattern` is set.
     pub color: String,
+    /// A lavfi video source such as `testsrc2` or `mandelbrot` instead of
+    /// the solid `color`: a moving picture gives encoders (and a
+    /// transcoding restreamer) real work, where a solid colour costs
+    /// nearly nothing. Only the source's name: size and rate come from
+    /// this spec.
+    pub pattern: Option<String>,
     /// Tone frequency in Hz.
     pub tone_hz: u32,
     /// Length of the loop in seconds.
     pub seconds: u32,
+    /// Video codec.
+    pub codec: VideoCodec,
+    /// Target video bitrate in kb/s. `None`: H.264 keeps x264's default
+    /// constant quality (as before this field existed); VP8, whose libvpx
+    /// default of 256 kb/s smears anything larger than a thumbnail, gets
+    /// 0.1 bit per pixel (about 2.8 Mb/s at 1280x720, 30 fps).
+    pub video_kbps: Option<u32>,
 }
 
 impl Default for EncodeSpec {
-    /// A solid red 320x240 picture at 15 fps and a 1 kHz tone, 2 s long.
+    /// A solid red 320x240 H.264 picture at 15 fps and a 1 kHz tone, 2 s long.
     fn default() -> Self {
         Self {
             width: 320,
             height: 240,
             fps: 15,
             color: "red".into(),
+            pattern: None,
             tone_hz: 1000,
             seconds: 2,
+            codec: VideoCodec::H264,
+            video_kbps: None,
+        }
+    }
+}
+
+impl EncodeSpec {
+    /// The bitrate VP8 is encoded at: `video_kbps`, or 0.1 bit per pixel
+    /// (at least 100 kb/s).
+    fn vp8_kbps(&self) -> u64 {
+        self.video_kbps.map_or_else(
+            || {
+                (u64::from(self.width) * u64::from(self.height) * u64::from(self.fps) / 10_000)
+                    .max(100)
+            },
+            u64::from,
+        )
+    }
+
+    /// The lavfi input: `pattern` or `color`, at the spec's size and rate.
+    fn lavfi_source(&self) -> Result<String, EncodeError> {
+        let EncodeSpec {
+            width,
+            height,
+            fps,
+            color,
+            pattern,
+            ..
+        } = self;
+        match pattern {
+            Some(name) => {
+                // A bare filter name: anything else would inject options or
+                // split the whitespace-separated command line.
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(EncodeError::Pattern(name.clone()));
+                }
+                Ok(format!("{name}=size={width}x{height}:rate={fps}"))
+            }
+            None => Ok(format!("color=c={color}:size={width}x{height}:rate={fps}")),
         }
     }
 }
 
 /// Pre-encoded media the publisher replays forever: `access_unit(n)` and
 /// `opus_packet(n)` wrap around, and since the first access unit is an IDR
-/// with SPS and PPS, the wrap lands on a keyframe.
+/// with SPS and PPS (or a VP8 keyframe), the wrap lands on a keyframe.
 ///
-/// Never empty: both constructors reject a stream without access units or
+/// Never empty: the constructors reject a stream without access units or
 /// Opus packets.
 #[derive(Clone)]
 pub struct EncodedMedia {
+    /// H.264 access units (Annex-B) or VP8 frames.
     access_units: Vec<Vec<u8>>,
     opus_packets: Vec<Vec<u8>>,
     fps: u32,
+    codec: VideoCodec,
+    /// 0 for VP8, which has no such parameter.
     profile_level_id: u32,
 }
 
@@ -120,6 +202,7 @@ impl fmt::Debug for EncodedMedia {
     /// Counts, not the megabytes of media.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncodedMedia")
+            .field("codec", &self.codec)
             .field("access_units", &self.access_units.len())
             .field("opus_packets", &self.opus_packets.len())
             .field("fps", &self.fps)
@@ -132,34 +215,62 @@ impl fmt::Debug for EncodedMedia {
 }
 
 impl EncodedMedia {
-    /// Encodes `spec` with the system `ffmpeg` (libx264, libopus) into
-    /// `dir/video.h264` and `dir/audio.ogg`, then loads them.
+    /// Encodes `spec` with the system `ffmpeg` (libx264 or libvpx,
+    /// libopus) into `dir/video.h264` or `dir/video.ivf` and
+    /// `dir/audio.ogg`, then loads them.
     pub fn generate(dir: &Path, spec: &EncodeSpec) -> Result<EncodedMedia, EncodeError> {
         if spec.fps == 0 {
             return Err(EncodeError::ZeroFps);
         }
-        let video = dir.join("video.h264");
         let audio = dir.join("audio.ogg");
+        let source = spec.lavfi_source()?;
         let EncodeSpec {
-            width,
-            height,
             fps,
-            color,
             tone_hz,
             seconds,
+            ..
         } = spec;
         let seconds = (*seconds).max(1);
-        // Constrained baseline, one keyframe a second at fixed places, no
-        // B-frames (WebRTC has no reordering), and an AUD before every
-        // access unit so splitting is trivial.
-        run_ffmpeg(
-            &format!(
-                "-f lavfi -i color=c={color}:size={width}x{height}:rate={fps} -t {seconds} \
-                 -c:v libx264 -profile:v baseline -pix_fmt yuv420p \
-                 -g {fps} -keyint_min {fps} -bf 0 -x264-params aud=1:scenecut=0 -f h264"
-            ),
-            &video,
-        )?;
+        let video = match spec.codec {
+            VideoCodec::H264 => dir.join("video.h264"),
+            VideoCodec::Vp8 => dir.join("video.ivf"),
+        };
+        match spec.codec {
+            VideoCodec::H264 => {
+                // A fixed bitrate only when asked: the default stays x264's
+                // constant quality, as the existing tests were written for.
+                let rate = spec.video_kbps.map_or_else(String::new, |k| {
+                    format!("-b:v {k}k -maxrate {k}k -bufsize {}k", u64::from(k) * 2)
+                });
+                // Constrained baseline, one keyframe a second at fixed
+                // places, no B-frames (WebRTC has no reordering), and an AUD
+                // before every access unit so splitting is trivial.
+                run_ffmpeg(
+                    &format!(
+                        "-f lavfi -i {source} -t {seconds} \
+                         -c:v libx264 -profile:v baseline -pix_fmt yuv420p {rate} \
+                         -g {fps} -keyint_min {fps} -bf 0 -x264-params aud=1:scenecut=0 -f h264"
+                    ),
+                    &video,
+                )?;
+            }
+            VideoCodec::Vp8 => {
+                let kbps = spec.vp8_kbps();
+                // What a browser's realtime VP8 encoder does: one keyframe a
+                // second at fixed places and no alt-ref (invisible) frames,
+                // so every IVF frame is one displayed picture and one RTP
+                // frame.
+                run_ffmpeg(
+                    &format!(
+                        "-f lavfi -i {source} -t {seconds} \
+                         -c:v libvpx -pix_fmt yuv420p -deadline realtime -cpu-used 8 \
+                         -g {fps} -keyint_min {fps} -auto-alt-ref 0 -lag-in-frames 0 \
+                         -b:v {kbps}k -f ivf"
+                    ),
+                    &video,
+                )?;
+            }
+        }
         // Mono Opus at 64 kb/s in 20 ms packets (the publisher's pacing).
         run_ffmpeg(
             &format!(
@@ -168,7 +279,10 @@ impl EncodedMedia {
             ),
             &audio,
         )?;
-        Self::load(&video, &audio, spec.fps)
+        match spec.codec {
+            VideoCodec::H264 => Self::load(&video, &audio, spec.fps),
+            VideoCodec::Vp8 => Self::load_vp8(&video, &audio, spec.fps),
+        }
     }
 
     /// Loads an Annex-B H.264 elementary stream and an Ogg Opus file whose
@@ -188,17 +302,48 @@ impl EncodedMedia {
             .find(|nal| nal_type(nal) == Some(NAL_SPS))
             .and_then(profile_level_id)
             .ok_or(EncodeError::H264("no SPS"))?;
-        let file = File::open(ogg).map_err(|source| EncodeError::Io {
-            path: ogg.to_path_buf(),
-            source,
-        })?;
-        let opus_packets = read_ogg_opus(BufReader::new(file))?;
         Ok(EncodedMedia {
             access_units,
-            opus_packets,
+            opus_packets: load_opus(ogg)?,
             fps,
+            codec: VideoCodec::H264,
             profile_level_id,
         })
+    }
+
+    /// Loads a VP8 IVF file and an Ogg Opus file whose packets last 20 ms
+    /// each; `fps` paces the video (the IVF time base is not trusted:
+    /// muxers write the stream's, which need not be 1/fps).
+    pub fn load_vp8(ivf: &Path, ogg: &Path, fps: u32) -> Result<EncodedMedia, EncodeError> {
+        if fps == 0 {
+            return Err(EncodeError::ZeroFps);
+        }
+        let bytes = std::fs::read(ivf).map_err(|source| EncodeError::Io {
+            path: ivf.to_path_buf(),
+            source,
+        })?;
+        let (fourcc, frames) = parse_ivf(&bytes)?;
+        if &fourcc != b"VP80" {
+            return Err(EncodeError::Ivf("not VP8 (fourcc is not VP80)"));
+        }
+        if frames.is_empty() {
+            return Err(EncodeError::Ivf("no frames"));
+        }
+        if !frames.first().is_some_and(|f| is_vp8_keyframe(f)) {
+            return Err(EncodeError::Ivf("the first frame is not a keyframe"));
+        }
+        Ok(EncodedMedia {
+            access_units: frames,
+            opus_packets: load_opus(ogg)?,
+            fps,
+            codec: VideoCodec::Vp8,
+            profile_level_id: 0,
+        })
+    }
+
+    /// The video codec, which decides what the publisher offers.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
     }
 
     /// Video frames per second.
@@ -207,12 +352,13 @@ impl EncodedMedia {
     }
 
     /// `profile-level-id` of the stream's SPS (e.g. `0x42c00c`: constrained
-    /// baseline, level 1.2), for the SDP `fmtp` line.
+    /// baseline, level 1.2), for the SDP `fmtp` line; 0 for VP8.
     pub fn profile_level_id(&self) -> u32 {
         self.profile_level_id
     }
 
-    /// Access units of one loop, Annex-B with 4-byte start codes.
+    /// Access units of one loop, Annex-B with 4-byte start codes (VP8:
+    /// frames as libvpx wrote them).
     pub fn access_units(&self) -> &[Vec<u8>] {
         &self.access_units
     }
@@ -231,6 +377,52 @@ impl EncodedMedia {
     pub fn opus_packet(&self, n: u64) -> &[u8] {
         at(&self.opus_packets, n)
     }
+}
+
+/// The Opus packets of an Ogg Opus file.
+fn load_opus(ogg: &Path) -> Result<Vec<Vec<u8>>, EncodeError> {
+    let file = File::open(ogg).map_err(|source| EncodeError::Io {
+        path: ogg.to_path_buf(),
+        source,
+    })?;
+    read_ogg_opus(BufReader::new(file))
+}
+
+/// The fourcc and the frames of an IVF file. The header's own length field
+/// is honoured (it is 32 in every known writer) and the frame count field
+/// ignored (ffmpeg fills it in only when it can seek back). Each frame's
+/// size is checked against what is left, so a truncated or hostile file is
+/// an error, never a panic or a huge allocation.
+fn parse_ivf(bytes: &[u8]) -> Result<([u8; 4], Vec<Vec<u8>>), EncodeError> {
+    if bytes.len() < IVF_FILE_HEADER || !bytes.starts_with(IVF_SIGNATURE) {
+        return Err(EncodeError::Ivf("no DKIF header"));
+    }
+    let header_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+    if header_len < IVF_FILE_HEADER || header_len > bytes.len() {
+        return Err(EncodeError::Ivf("bad header length"));
+    }
+    let fourcc = [bytes[8], bytes[9], bytes[10], bytes[11]];
+    let mut frames = Vec::new();
+    let mut rest = &bytes[header_len..];
+    while !rest.is_empty() {
+        let Some((header, after)) = rest.split_at_checked(IVF_FRAME_HEADER) else {
+            return Err(EncodeError::Ivf("truncated frame header"));
+        };
+        let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let size = usize::try_from(size).map_err(|_| EncodeError::Ivf("frame too large"))?;
+        let Some((frame, after)) = after.split_at_checked(size) else {
+            return Err(EncodeError::Ivf("truncated frame"));
+        };
+        frames.push(frame.to_vec());
+        rest = after;
+    }
+    Ok((fourcc, frames))
+}
+
+/// Whether a VP8 frame is a keyframe: bit 0 of its frame tag is 0 for
+/// one (RFC 6386 §9.1).
+fn is_vp8_keyframe(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|b| b & 1 == 0)
 }
 
 /// `items[n % len]`; empty for an empty list (the constructors forbid one).
@@ -488,11 +680,119 @@ mod tests {
             access_units: vec![vec![1], vec![2]],
             opus_packets: vec![vec![3]],
             fps: 15,
+            codec: VideoCodec::H264,
             profile_level_id: 0x42c00c,
         };
         assert_eq!(media.access_unit(3), [2]);
         assert_eq!(media.opus_packet(7), [3]);
         assert!(format!("{media:?}").contains("42c00c"));
+    }
+
+    /// An IVF file: the 32-byte header with `fourcc`, then `frames`.
+    fn ivf(fourcc: &[u8; 4], frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"DKIF");
+        out.extend_from_slice(&0u16.to_le_bytes()); // version
+        out.extend_from_slice(&32u16.to_le_bytes()); // header length
+        out.extend_from_slice(fourcc);
+        out.extend_from_slice(&320u16.to_le_bytes());
+        out.extend_from_slice(&240u16.to_le_bytes());
+        out.extend_from_slice(&15u32.to_le_bytes()); // time base denominator
+        out.extend_from_slice(&1u32.to_le_bytes()); // numerator
+        out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes()); // unused
+        for (pts, frame) in frames.iter().enumerate() {
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(pts as u64).to_le_bytes());
+            out.extend_from_slice(frame);
+        }
+        out
+    }
+
+    #[test]
+    fn ivf_frames_are_split_by_their_headers() {
+        let file = ivf(b"VP80", &[&[0x10, 1, 2, 3], &[0x11], &[]]);
+        let (fourcc, frames) = parse_ivf(&file).expect("parses");
+        assert_eq!(&fourcc, b"VP80");
+        assert_eq!(frames, [vec![0x10, 1, 2, 3], vec![0x11], vec![]]);
+        assert!(is_vp8_keyframe(&frames[0]) && !is_vp8_keyframe(&frames[1]));
+        assert!(!is_vp8_keyframe(&[]));
+        // A header alone is a valid, empty file.
+        assert_eq!(parse_ivf(&file[..32]).expect("empty").1.len(), 0);
+    }
+
+    #[test]
+    fn malformed_ivf_is_an_error() {
+        let file = ivf(b"VP80", &[&[0x10, 1, 2, 3]]);
+        assert!(matches!(parse_ivf(&file[..20]), Err(EncodeError::Ivf(_))));
+        assert!(matches!(parse_ivf(b"RIFF"), Err(EncodeError::Ivf(_))));
+        let mut bad = file.clone();
+        bad[0] = b'X';
+        assert!(parse_ivf(&bad).is_err(), "signature");
+        // Truncated frame header, truncated frame body.
+        assert!(parse_ivf(&file[..32 + 5]).is_err());
+        assert!(parse_ivf(&file[..file.len() - 1]).is_err());
+        // A size that claims 4 GB.
+        let mut huge = file.clone();
+        huge[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_ivf(&huge).is_err());
+        // A header length shorter than the fixed header or past the end.
+        let mut short = file.clone();
+        short[6..8].copy_from_slice(&8u16.to_le_bytes());
+        assert!(parse_ivf(&short).is_err());
+        let mut long = file;
+        long[6..8].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(parse_ivf(&long).is_err());
+    }
+
+    #[test]
+    fn load_vp8_wants_vp80_and_a_leading_keyframe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ogg = dir.path().join("missing.ogg");
+        let write = |name: &str, bytes: Vec<u8>| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write");
+            path
+        };
+        let vp9 = write("vp9.ivf", ivf(b"VP90", &[&[0x10]]));
+        let delta = write("delta.ivf", ivf(b"VP80", &[&[0x11]]));
+        let empty = write("empty.ivf", ivf(b"VP80", &[]));
+        for path in [vp9, delta, empty] {
+            let result = EncodedMedia::load_vp8(&path, &ogg, 15);
+            assert!(matches!(result, Err(EncodeError::Ivf(_))), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn patterns_are_bare_lavfi_names() {
+        let spec = |pattern: &str| EncodeSpec {
+            pattern: Some(pattern.into()),
+            ..EncodeSpec::default()
+        };
+        assert_eq!(
+            spec("testsrc2").lavfi_source().expect("valid"),
+            "testsrc2=size=320x240:rate=15"
+        );
+        assert_eq!(
+            EncodeSpec::default().lavfi_source().expect("colour"),
+            "color=c=red:size=320x240:rate=15"
+        );
+        for bad in ["", "testsrc2 -y", "color=c=red", "a:b"] {
+            assert!(spec(bad).lavfi_source().is_err(), "{bad:?}");
+        }
+        let hd = EncodeSpec {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            ..EncodeSpec::default()
+        };
+        assert_eq!(hd.vp8_kbps(), 2764);
+        assert_eq!(EncodeSpec::default().vp8_kbps(), 115);
+        let fixed = EncodeSpec {
+            video_kbps: Some(2500),
+            ..hd
+        };
+        assert_eq!(fixed.vp8_kbps(), 2500);
     }
 
     fn ffmpeg_available() -> bool {
@@ -526,5 +826,36 @@ mod tests {
         // Constrained baseline (profile 66 with constraint_set1).
         assert_eq!(media.profile_level_id() >> 16, 0x42);
         assert_ne!(media.profile_level_id() & 0x4000, 0);
+    }
+
+    #[test]
+    fn generate_vp8_yields_fps_frames_a_second_with_a_keyframe_each_second() {
+        if !ffmpeg_available() {
+            eprintln!("skipped: no ffmpeg on PATH (apt-get install ffmpeg)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = EncodeSpec {
+            seconds: 3,
+            codec: VideoCodec::Vp8,
+            pattern: Some("testsrc2".into()),
+            ..EncodeSpec::default()
+        };
+        let media = EncodedMedia::generate(dir.path(), &spec).expect("generate");
+        assert_eq!(media.codec(), VideoCodec::Vp8);
+        assert_eq!(media.fps(), 15);
+        assert_eq!(media.profile_level_id(), 0);
+        assert_eq!(media.access_units().len(), 45, "{media:?}");
+        let keyframes: Vec<usize> = (0..media.access_units().len())
+            .filter(|&i| is_vp8_keyframe(&media.access_units()[i]))
+            .collect();
+        assert_eq!(keyframes, [0, 15, 30], "one keyframe a second");
+        // A keyframe carries the start code 9d 01 2a and the picture size.
+        let key = &media.access_units()[0];
+        assert_eq!(key.get(3..6), Some(&[0x9d, 0x01, 0x2a][..]));
+        let size = |i: usize| u16::from_le_bytes([key[i], key[i + 1]]) & 0x3fff;
+        assert_eq!((size(6), size(8)), (320, 240));
+        let opus = media.opus_packets().len();
+        assert!((150..=152).contains(&opus), "{opus} Opus packets");
     }
 }

@@ -1,5 +1,5 @@
 //! A str0m-based WHIP client: publishes synthetic VP8 + Opus (or real
-//! H.264 + Opus from [`encoded::EncodedMedia`]) with a `signal` data
+//! H.264 or VP8 + Opus from [`encoded::EncodedMedia`]) with a `signal` data
 //! channel, talks the signal protocol, and exposes hooks that tests need
 //! (corrupting SRTP, vanishing without DELETE). Used by the integration
 //! tests, the load tool and the CLI.
@@ -26,7 +26,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::media::signal::{self, SignalMessage};
-use encoded::EncodedMedia;
+use encoded::{EncodedMedia, VideoCodec};
 
 /// Video frames written per loop wake-up at most (bounds catch-up bursts).
 const MAX_FRAMES_PER_WAKE: u32 = 64;
@@ -77,8 +77,9 @@ pub struct PublishOptions {
     /// Keyframe every this many frames (synthetic media only).
     pub gop: u32,
     /// Real media to replay instead of synthetic VP8 + Opus: the offer then
-    /// has H.264 only (the stream's own `profile-level-id`) for video and
-    /// Opus for audio, and `fps`, `frame_bytes` and `gop` are ignored.
+    /// has the media's codec only for video (H.264 with the stream's own
+    /// `profile-level-id`, or VP8) and Opus for audio, and `fps`,
+    /// `frame_bytes` and `gop` are ignored.
     /// Keyframe requests are counted but cannot be honoured: the media was
     /// encoded ahead of time with a keyframe every second.
     pub media: Option<Arc<EncodedMedia>>,
@@ -205,13 +206,15 @@ impl Publisher {
         let local = socket.local_addr()?;
         let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
         match &opts.media {
-            Some(media) => config.codec_config().add_h264(
+            Some(media) if media.codec() == VideoCodec::H264 => config.codec_config().add_h264(
                 Pt::from(H264_PT),
                 Some(Pt::from(H264_RTX_PT)),
                 true,
                 media.profile_level_id(),
             ),
-            None => config = config.enable_vp8(true),
+            // Synthetic media and real VP8 alike: str0m's VP8 payload
+            // types, and its VP8 packetizer in frame mode.
+            Some(_) | None => config = config.enable_vp8(true),
         }
         let mut rtc = config.build(Instant::now());
         let candidate =
@@ -704,10 +707,10 @@ impl MediaLoop {
     }
 
     fn write_media(&mut self, video: bool, now: Instant, ts: MediaTime, data: &[u8]) {
-        let codec = match (video, self.opts.media.is_some()) {
+        let codec = match (video, self.opts.media.as_ref().map(|m| m.codec())) {
             (false, _) => Codec::Opus,
-            (true, true) => Codec::H264,
-            (true, false) => Codec::Vp8,
+            (true, Some(VideoCodec::H264)) => Codec::H264,
+            (true, Some(VideoCodec::Vp8) | None) => Codec::Vp8,
         };
         let mids: Vec<Mid> = self
             .mids

@@ -106,6 +106,11 @@ impl Nginx {
         }
     }
 
+    /// nginx's pid (one process: `master_process off`), for CPU figures.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `rtmp://127.0.0.1:PORT/live`.
     pub fn endpoint(&self) -> String {
         format!("rtmp://127.0.0.1:{}/live", self.rtmp_port)
