@@ -127,7 +127,7 @@ pub fn arguments(
         "-progress",
         "pipe:1",
         "-stats_period",
-        "0.5",
+        "0.25",
         "-protocol_whitelist",
         "file,udp,rtp",
         // A bigger socket buffer: without it ffmpeg under load reports
