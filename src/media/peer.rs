@@ -101,6 +101,8 @@ pub struct Peer {
     connected_at: Option<Instant>,
     last_activity: Instant,
     limits: PeerLimits,
+    /// The first str0m error was logged.
+    error_logged: bool,
     /// Set once the peer is gone; the worker then removes it.
     pub lost: Option<PeerLoss>,
     /// Ingress or egress state.
@@ -138,6 +140,7 @@ impl Peer {
             connected_at: None,
             last_activity: now,
             limits,
+            error_logged: false,
             lost: None,
             role,
         }
@@ -211,7 +214,10 @@ impl Peer {
         if let Role::Ingress(i) = &mut self.role {
             i.fire_deferred_keyframes(&mut self.rtc, now, d.metrics);
         }
-        if self.rtc_timeout <= now && self.rtc.handle_input(str0m::Input::Timeout(now)).is_err() {
+        if self.rtc_timeout <= now
+            && let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now))
+        {
+            self.note_error(&e);
             self.lost = Some(PeerLoss::Vanished);
             return;
         }
@@ -245,7 +251,8 @@ impl Peer {
                 }
                 Ok(Output::Transmit(t)) => d.tx.push(t.destination, t.contents.into()),
                 Ok(Output::Event(event)) => self.on_event(event, d),
-                Err(_) => {
+                Err(e) => {
+                    self.note_error(&e);
                     self.lost = Some(PeerLoss::Vanished);
                     return;
                 }
@@ -303,6 +310,16 @@ impl Peer {
     /// The session's event recipient (also after the peer is removed).
     pub fn events_recipient(&self) -> Recipient<MediaEvent> {
         self.events.clone()
+    }
+
+    /// Logs the first error str0m reported for this peer (a DTLS handshake
+    /// failure, an unsupported certificate): once per peer, so a broken
+    /// client cannot spam the log, and the cause of a later loss is known.
+    pub fn note_error(&mut self, error: &str0m::RtcError) {
+        if !self.error_logged {
+            self.error_logged = true;
+            tracing::info!(participant = %self.participant, connected = self.connected_at.is_some(), cause = %error, "peer error");
+        }
     }
 
     /// Whether the peer has reached DTLS connected.

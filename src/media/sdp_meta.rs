@@ -328,6 +328,11 @@ fn flush_section(
         if text.starts_with("i=") {
             continue;
         }
+        // Legacy ssrc-level msid (str0m writes its own stream ids there)
+        // would contradict the a=msid we set; a=msid is what clients use.
+        if label.msid.is_some() && text.starts_with("a=ssrc:") && text.contains(" msid:") {
+            continue;
+        }
         if let Some(msid) = &label.msid
             && text.starts_with("a=msid:")
         {
@@ -352,9 +357,10 @@ fn flush_section(
     }
 }
 
-/// Adds `a=msid-semantic: WMS *` at session level when the SDP has no
-/// `a=msid-semantic` line (API.md: offers and answers carry it; some
-/// browsers only group tracks into streams when it is present).
+/// Makes the session level carry exactly `a=msid-semantic: WMS *` (API.md:
+/// offers and answers carry it; some browsers only group tracks into
+/// streams when it is present). str0m's own `WMS <ids>` line is replaced:
+/// its ids are not the msid stream ids we write per m-line.
 ///
 /// It goes after the `t=` line and any `r=`/`z=`/`k=` lines that belong
 /// with it, where session attributes start. Without a `t=` line it goes
@@ -364,7 +370,16 @@ pub fn ensure_msid_semantic(sdp: &str) -> String {
         .split_inclusive('\n')
         .any(|l| content(l).starts_with("a=msid-semantic"))
     {
-        return sdp.to_owned();
+        return sdp
+            .split_inclusive('\n')
+            .map(|l| {
+                if content(l).starts_with("a=msid-semantic") {
+                    format!("a=msid-semantic: WMS *{}", line_ending(l))
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
     }
     let mut out = String::with_capacity(sdp.len() + 32);
     let mut eol = "\r\n";
@@ -1118,11 +1133,18 @@ mod tests {
     }
 
     #[test]
-    fn msid_semantic_is_left_alone_when_present() {
+    fn msid_semantic_is_normalised_when_present() {
         let raw = chrome_offer_with_info();
-        assert_eq!(ensure_msid_semantic(&raw), raw);
+        let fixed = ensure_msid_semantic(&raw);
+        assert_eq!(
+            fixed,
+            raw.replace("a=msid-semantic: WMS stream", "a=msid-semantic: WMS *")
+        );
         let compact = "v=0\r\nt=0 0\r\na=msid-semantic:WMS *\r\n";
-        assert_eq!(ensure_msid_semantic(compact), compact);
+        assert_eq!(
+            ensure_msid_semantic(compact),
+            "v=0\r\nt=0 0\r\na=msid-semantic: WMS *\r\n"
+        );
     }
 
     #[test]

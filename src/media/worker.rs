@@ -299,7 +299,13 @@ impl Worker {
             return self.metrics.dropped(DropReason::Early);
         }
         let handled = self.drive(key, now, |peer, d| {
-            let handled = peer.rtc.handle_input(input).is_ok();
+            let handled = match peer.rtc.handle_input(input) {
+                Ok(()) => true,
+                Err(e) => {
+                    peer.note_error(&e);
+                    false
+                }
+            };
             if stun && handled {
                 // accepts() verified the STUN integrity: consent is fresh.
                 peer.touch(now);
