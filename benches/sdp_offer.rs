@@ -40,6 +40,16 @@ fn bench_sdp_offer(c: &mut Criterion<ThreadCpuTime>) {
     for count in [1usize, 8, 32] {
         let tracks = lobby_sdp::tracks(count);
         let sources = lobby_sdp::sources(&lobby_sdp::server_rtc(&cert), &tracks);
+        {
+            let mut rtc = lobby_sdp::server_rtc(&cert);
+            let (_, offer) =
+                Egress::offer(&mut rtc, tracks.clone(), sources.clone()).expect("offer");
+            eprintln!(
+                "sdp_offer: {count} tracks: {} m-lines, {} bytes of SDP",
+                offer.lines().filter(|l| l.starts_with("m=")).count(),
+                offer.len()
+            );
+        }
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(BenchmarkId::new("offer", count), |b| {
             b.iter_batched(

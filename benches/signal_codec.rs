@@ -79,6 +79,7 @@ fn bench_signal_codec(c: &mut Criterion<ThreadCpuTime>) {
             Ok(&message),
             "{name} round-trips"
         );
+        eprintln!("signal_codec: the {name} is {} bytes of JSON", wire.len());
         group.throughput(Throughput::Bytes(wire.len() as u64));
         group.bench_with_input(BenchmarkId::new("encode", name), &message, |b, m| {
             b.iter(|| signal::encode(black_box(m)));
