@@ -7,8 +7,11 @@
 //! `demux` (datagram -> peer), `timers`, `slab` (peer storage), `peer` (one
 //! Rtc and its state) with its roles `ingress` (WHIP) and `egress` (WHEP),
 //! `forward` (per-subscriber packet rewriting), `rtc_config`, `sdp_meta`
-//! (`i=` lines, candidates), `signal` (the signal-channel codec), `metrics`.
+//! (`i=` lines, candidates), `signal` (the signal-channel codec), `metrics`,
+//! and `bench_support` (the in-memory worker the criterion benches drive).
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod commands;
 pub mod demux;
 pub mod egress;

@@ -256,4 +256,11 @@ impl SendQueue {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+
+    /// Takes the queued datagrams without sending them, keeping the
+    /// allocation like [`MediaSocket::flush`] does: the in-memory network
+    /// of the benches (`bench_support`), which has no socket.
+    pub(super) fn drain(&mut self) -> std::vec::Drain<'_, (SocketAddr, Vec<u8>)> {
+        self.queue.drain(..)
+    }
 }

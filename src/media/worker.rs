@@ -108,27 +108,14 @@ async fn run_loop(setup: WorkerSetup, mut commands: mpsc::UnboundedReceiver<Work
         }
     };
     let mut batch = socket.batch();
-    let mut worker = Worker {
+    let mut worker = Worker::new(
         index,
-        candidates: setup.candidates,
-        cert: setup.cert,
-        codecs: setup.codecs,
-        limits: setup.limits,
-        peers: Slab::default(),
-        demux: Demux::default(),
-        timers: TimerHeap::default(),
-        ingress_of: HashMap::new(),
-        egress_of: HashMap::new(),
-        routes: HashMap::new(),
-        programs: HashMap::new(),
-        tap_routes: HashMap::new(),
-        lost: Vec::new(),
-        forward: Vec::new(),
-        keyframes_wanted: Vec::new(),
-        touched: Vec::new(),
-        tx: SendQueue::default(),
-        metrics: setup.metrics.bind(),
-    };
+        setup.candidates,
+        setup.cert,
+        setup.codecs,
+        setup.limits,
+        setup.metrics.bind(),
+    );
     info!(worker = index, candidates = ?worker.candidates, "media worker running");
     let epoch = Instant::now();
     loop {
@@ -198,6 +185,39 @@ fn flush(socket: &MediaSocket, worker: &mut Worker) {
 }
 
 impl Worker {
+    /// A worker without peers. Separate from [`run`] so that the in-memory
+    /// benches (`bench_support`) build the same worker without a socket.
+    pub(super) fn new(
+        index: usize,
+        candidates: Vec<SocketAddr>,
+        cert: DtlsCert,
+        codecs: Vec<String>,
+        limits: PeerLimits,
+        metrics: BoundMetrics,
+    ) -> Self {
+        Worker {
+            index,
+            candidates,
+            cert,
+            codecs,
+            limits,
+            peers: Slab::default(),
+            demux: Demux::default(),
+            timers: TimerHeap::default(),
+            ingress_of: HashMap::new(),
+            egress_of: HashMap::new(),
+            routes: HashMap::new(),
+            programs: HashMap::new(),
+            tap_routes: HashMap::new(),
+            lost: Vec::new(),
+            forward: Vec::new(),
+            keyframes_wanted: Vec::new(),
+            touched: Vec::new(),
+            tx: SendQueue::default(),
+            metrics,
+        }
+    }
+
     /// The local address a datagram was sent to, as str0m needs it: the
     /// advertised candidate it matches (by destination IP, else the first).
     fn destination(&self, dst_ip: Option<IpAddr>) -> SocketAddr {
@@ -237,7 +257,7 @@ impl Worker {
         }
     }
 
-    fn on_datagram(
+    pub(super) fn on_datagram(
         &mut self,
         source: SocketAddr,
         dst_ip: Option<IpAddr>,
@@ -350,7 +370,7 @@ impl Worker {
         }
     }
 
-    fn on_timers(&mut self, now: Instant) {
+    pub(super) fn on_timers(&mut self, now: Instant) {
         while let Some((at, key)) = self.timers.pop_due(now) {
             let Some(peer) = self.peers.get_mut(key) else {
                 continue;
