@@ -1,0 +1,219 @@
+//! A few threads that each drive hundreds of receiving peers behind one
+//! epoll. A thread per subscriber costs a context switch per packet per
+//! subscriber, which on a small machine makes the load generator, not the
+//! server, the bottleneck; a server fan-out burst (one packet to every
+//! subscriber) here wakes one thread once and is drained in a loop.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use super::recv::{Control, RecvPeer};
+
+/// Longest epoll wait: bounds how late commands (adds, removals) are seen.
+const MAX_WAIT: Duration = Duration::from_millis(5);
+/// Shortest wait for a str0m timeout.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+/// Events taken from epoll per wait.
+const EVENTS: usize = 256;
+
+enum Command {
+    Add(u64, Box<RecvPeer>),
+    Remove(u64),
+    Control(u64, Control),
+}
+
+/// A handle on the pool; clones share it. The threads stop when the last
+/// handle and every peer in them are gone.
+#[derive(Debug, Clone)]
+pub struct ReceivePool {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    threads: Vec<(mpsc::Sender<Command>, JoinHandle<()>)>,
+    next_id: AtomicU64,
+}
+
+impl ReceivePool {
+    /// Starts `threads` pool threads (at least one).
+    pub fn new(threads: usize) -> std::io::Result<ReceivePool> {
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                let (tx, rx) = mpsc::channel();
+                let handle = std::thread::Builder::new()
+                    .name(format!("whep-pool-{i}"))
+                    .spawn(move || run(&rx))?;
+                Ok((tx, handle))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(ReceivePool {
+            shared: Arc::new(Shared {
+                threads,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    fn sender(&self, id: u64) -> &mpsc::Sender<Command> {
+        let threads = &self.shared.threads;
+        &threads[(id as usize) % threads.len()].0
+    }
+
+    /// Hands a peer to the next thread (round robin); returns its id.
+    pub(crate) fn add(&self, peer: RecvPeer) -> u64 {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if self
+            .sender(id)
+            .send(Command::Add(id, Box::new(peer)))
+            .is_err()
+        {
+            tracing::warn!("receive pool thread gone");
+        }
+        id
+    }
+
+    /// Stops and drops a peer.
+    pub(crate) fn remove(&self, id: u64) {
+        let _ = self.sender(id).send(Command::Remove(id));
+    }
+
+    /// Passes a request to a peer; false when its thread is gone.
+    pub(crate) fn control(&self, id: u64, request: Control) -> bool {
+        self.sender(id).send(Command::Control(id, request)).is_ok()
+    }
+}
+
+/// One pooled peer and its next str0m timeout.
+struct Entry {
+    peer: RecvPeer,
+    due: Instant,
+}
+
+/// The loop of one pool thread: until its handles are gone.
+fn run(commands: &mpsc::Receiver<Command>) {
+    let Ok(epoll) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else {
+        tracing::warn!("receive pool: epoll_create failed");
+        return;
+    };
+    let mut peers: HashMap<u64, Entry> = HashMap::new();
+    let mut events = vec![EpollEvent::empty(); EVENTS];
+    let mut buf = vec![0u8; 2048];
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Add(id, peer)) => {
+                    let peer = *peer;
+                    let _ = peer.socket.set_nonblocking(true);
+                    let event = EpollEvent::new(EpollFlags::EPOLLIN, id);
+                    if epoll.add(peer.socket.as_fd(), event).is_err() {
+                        peer.end();
+                        continue;
+                    }
+                    let mut entry = Entry {
+                        peer,
+                        due: Instant::now(),
+                    };
+                    if advance(&mut entry) {
+                        peers.insert(id, entry);
+                    }
+                }
+                Ok(Command::Remove(id)) => {
+                    if let Some(entry) = peers.remove(&id) {
+                        let _ = epoll.delete(entry.peer.socket.as_fd());
+                        entry.peer.end();
+                    }
+                }
+                Ok(Command::Control(id, request)) => {
+                    if let Some(entry) = peers.get_mut(&id) {
+                        entry.peer.on_control(request);
+                        if !advance(entry) {
+                            drop_peer(&epoll, &mut peers, id);
+                        }
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    for (_, entry) in peers.drain() {
+                        entry.peer.end();
+                    }
+                    return;
+                }
+            }
+        }
+        let now = Instant::now();
+        let next_due = peers.values().map(|e| e.due).min();
+        let wait = next_due
+            .map_or(MAX_WAIT, |d| d.saturating_duration_since(now))
+            .min(MAX_WAIT);
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let ready = epoll.wait(&mut events, millis).unwrap_or(0);
+        for event in &events[..ready] {
+            let id = event.data();
+            let Some(entry) = peers.get_mut(&id) else {
+                continue;
+            };
+            if !read_all(entry, &mut buf) {
+                drop_peer(&epoll, &mut peers, id);
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<u64> = peers
+            .iter()
+            .filter(|(_, e)| e.due <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let alive = peers
+                .get_mut(&id)
+                .is_some_and(|e| e.peer.timeout(now) && advance(e));
+            if !alive {
+                drop_peer(&epoll, &mut peers, id);
+            }
+        }
+    }
+}
+
+/// Drains str0m's output and notes its next timeout; false when dead.
+fn advance(entry: &mut Entry) -> bool {
+    match entry.peer.drain() {
+        Some(due) => {
+            // A timeout that is already due would make the loop spin:
+            // like the thread driver, wait at least a millisecond.
+            entry.due = due.max(Instant::now() + MIN_WAIT);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Reads every queued datagram of one peer; false when it died.
+fn read_all(entry: &mut Entry, buf: &mut [u8]) -> bool {
+    loop {
+        match entry.peer.socket.recv_from(buf) {
+            Ok((n, source)) => {
+                if !entry.peer.receive(Instant::now(), source, &buf[..n]) || !advance(entry) {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // ICMP port unreachable surfaces as ECONNREFUSED on some
+            // kernels: not fatal for an unconnected socket.
+            Err(_) => return true,
+        }
+    }
+}
+
+fn drop_peer(epoll: &Epoll, peers: &mut HashMap<u64, Entry>, id: u64) {
+    if let Some(entry) = peers.remove(&id) {
+        let _ = epoll.delete(entry.peer.socket.as_fd());
+        entry.peer.end();
+    }
+}
