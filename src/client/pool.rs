@@ -4,7 +4,8 @@
 //! server, the bottleneck; a server fan-out burst (one packet to every
 //! subscriber) here wakes one thread once and is drained in a loop.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -93,7 +94,41 @@ impl ReceivePool {
 /// One pooled peer and its next str0m timeout.
 struct Entry {
     peer: RecvPeer,
+    /// str0m's next timeout.
     due: Instant,
+    /// The earliest time this peer has in the timer heap.
+    scheduled: Option<Instant>,
+}
+
+/// Peers by deadline. Entries are never removed, only superseded: an
+/// entry counts when it equals the peer's `scheduled` time. Scanning
+/// every peer per wake-up instead cost a quarter of the pool thread's
+/// CPU at 500 peers (perf).
+#[derive(Default)]
+struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+}
+
+impl Timers {
+    /// Notes a peer's new deadline if it is earlier than the one queued.
+    fn schedule(&mut self, id: u64, entry: &mut Entry) {
+        if entry.scheduled.is_none_or(|s| entry.due < s) {
+            entry.scheduled = Some(entry.due);
+            self.heap.push(Reverse((entry.due, id)));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next due (time, id), if any is due at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
 }
 
 /// The loop of one pool thread: until its handles are gone.
@@ -103,6 +138,7 @@ fn run(commands: &mpsc::Receiver<Command>) {
         return;
     };
     let mut peers: HashMap<u64, Entry> = HashMap::new();
+    let mut timers = Timers::default();
     let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut buf = vec![0u8; 2048];
     loop {
@@ -119,21 +155,20 @@ fn run(commands: &mpsc::Receiver<Command>) {
                     let mut entry = Entry {
                         peer,
                         due: Instant::now(),
+                        scheduled: None,
                     };
                     if advance(&mut entry) {
+                        timers.schedule(id, &mut entry);
                         peers.insert(id, entry);
                     }
                 }
-                Ok(Command::Remove(id)) => {
-                    if let Some(entry) = peers.remove(&id) {
-                        let _ = epoll.delete(entry.peer.socket.as_fd());
-                        entry.peer.end();
-                    }
-                }
+                Ok(Command::Remove(id)) => drop_peer(&epoll, &mut peers, id),
                 Ok(Command::Control(id, request)) => {
                     if let Some(entry) = peers.get_mut(&id) {
                         entry.peer.on_control(request);
-                        if !advance(entry) {
+                        if advance(entry) {
+                            timers.schedule(id, entry);
+                        } else {
                             drop_peer(&epoll, &mut peers, id);
                         }
                     }
@@ -148,32 +183,37 @@ fn run(commands: &mpsc::Receiver<Command>) {
             }
         }
         let now = Instant::now();
-        let next_due = peers.values().map(|e| e.due).min();
-        let wait = next_due
+        let wait = timers
+            .next()
             .map_or(MAX_WAIT, |d| d.saturating_duration_since(now))
             .min(MAX_WAIT);
-        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        // Rounded up: truncating a wait under 1 ms to 0 made the thread
+        // spin until the deadline.
+        let millis = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let ready = epoll.wait(&mut events, millis).unwrap_or(0);
         for event in &events[..ready] {
             let id = event.data();
             let Some(entry) = peers.get_mut(&id) else {
                 continue;
             };
-            if !read_all(entry, &mut buf) {
+            if read_all(entry, &mut buf) {
+                timers.schedule(id, entry);
+            } else {
                 drop_peer(&epoll, &mut peers, id);
             }
         }
         let now = Instant::now();
-        let due: Vec<u64> = peers
-            .iter()
-            .filter(|(_, e)| e.due <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let alive = peers
-                .get_mut(&id)
-                .is_some_and(|e| e.peer.timeout(now) && advance(e));
-            if !alive {
+        while let Some((at, id)) = timers.pop_due(now) {
+            let Some(entry) = peers.get_mut(&id) else {
+                continue;
+            };
+            if entry.scheduled != Some(at) {
+                continue; // superseded by an earlier deadline
+            }
+            entry.scheduled = None;
+            if entry.peer.timeout(now) && advance(entry) {
+                timers.schedule(id, entry);
+            } else {
                 drop_peer(&epoll, &mut peers, id);
             }
         }
