@@ -25,9 +25,11 @@ pub struct Snapshot {
     at: Instant,
     totals: ReceiveTotals,
     server_cpu: Option<f64>,
+    server_threads: Vec<(u32, f64)>,
     loadgen_cpu: f64,
     loadgen_threads: Vec<(u32, f64)>,
     server_forwarded: f64,
+    udp_drops: u64,
 }
 
 /// Takes a snapshot of every subscriber and both processes.
@@ -42,9 +44,14 @@ pub async fn snapshot(fleet: &Fleet, target: &Target) -> Snapshot {
         at: Instant::now(),
         totals,
         server_cpu: target.pid.map(procstat::cpu_seconds),
+        server_threads: target
+            .pid
+            .map(procstat::thread_cpu_seconds)
+            .unwrap_or_default(),
         loadgen_cpu: procstat::self_cpu_seconds(),
         loadgen_threads: procstat::thread_cpu_seconds(std::process::id()),
         server_forwarded: target.metric("vestibule_rtp_packets_forwarded_total").await,
+        udp_drops: procstat::udp_rcvbuf_errors(),
     }
 }
 
@@ -76,6 +83,9 @@ pub struct Figures {
     pub delivered_pps: f64,
     /// Subscriber-packets/s the server says it forwarded (Vestibule only).
     pub server_forwarded_pps: f64,
+    /// Datagrams the kernel dropped for full receive buffers (any socket
+    /// of this network namespace) during the window.
+    pub udp_rcvbuf_drops: u64,
     /// Mean RTP payload bytes delivered per packet.
     pub payload_bytes: f64,
     /// Sequence gaps after each stream's first keyframe, percent.
@@ -86,6 +96,9 @@ pub struct Figures {
     pub latency_samples: u64,
     /// Server CPU, percent of one core.
     pub server_cpu_pct: f64,
+    /// The server's busiest thread (a media worker: a lobby lives on
+    /// one), percent of one core.
+    pub server_busiest_thread_pct: f64,
     /// Server CPU per delivered subscriber-packet, µs.
     pub server_cpu_us_per_packet: f64,
     /// Server RSS at the end of the window, MB.
@@ -164,6 +177,7 @@ pub fn figures(
         seconds,
         delivered_pps: delivered / seconds,
         server_forwarded_pps: (b.server_forwarded - a.server_forwarded) / seconds,
+        udp_rcvbuf_drops: b.udp_drops.saturating_sub(a.udp_drops),
         payload_bytes: if delivered > 0.0 {
             window.bytes as f64 / delivered
         } else {
@@ -177,6 +191,11 @@ pub fn figures(
         },
         latency_samples: window.latency.count(),
         server_cpu_pct,
+        server_busiest_thread_pct: procstat::busiest_thread_pct(
+            &a.server_threads,
+            &b.server_threads,
+            seconds,
+        ),
         server_cpu_us_per_packet: if delivered > 0.0 {
             server_cpu * 1e6 / delivered
         } else {

@@ -62,6 +62,23 @@ pub fn rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// UDP datagrams the kernel dropped for full receive buffers in this
+/// network namespace (`/proc/net/snmp`, Udp RcvbufErrors): on loopback
+/// the server's and the clients' sockets alike.
+pub fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Cores this process may use.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -150,7 +150,7 @@ impl Report {
             self.cores
         );
         println!(
-            "{:>6} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7} {:>7}",
+            "{:>6} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
             "subs",
             "deliv pps",
             "loss %",
@@ -159,6 +159,7 @@ impl Report {
             "lat max",
             "srv µs/p",
             "srv %",
+            "srv thr",
             "RSS MB",
             "MB/sub",
             "gen %",
@@ -167,7 +168,7 @@ impl Report {
         for s in &self.steps {
             let f = &s.figures;
             println!(
-                "{:>6} {:>10.0} {:>7.3} {:>8.2} {:>8.2} {:>8.1} {:>8.2} {:>7.0} {:>8.1} {:>8.3} {:>7.0} {:>6.0}{}",
+                "{:>6} {:>10.0} {:>7.3} {:>8.2} {:>8.2} {:>8.1} {:>8.2} {:>7.0} {:>7.0} {:>8.1} {:>8.3} {:>7.0} {:>6.0}{}",
                 f.subscribers,
                 f.delivered_pps,
                 f.loss_pct,
@@ -176,6 +177,7 @@ impl Report {
                 f.latency_ms.max,
                 f.server_cpu_us_per_packet,
                 f.server_cpu_pct,
+                f.server_busiest_thread_pct,
                 f.server_rss_mb,
                 f.mb_per_subscriber,
                 f.loadgen_cpu_pct,
