@@ -8,6 +8,9 @@
 //! with a blocking UDP socket, like a real endpoint would.
 
 pub mod encoded;
+pub mod pool;
+mod recv;
+pub mod stats;
 pub mod subscriber;
 pub mod synthetic;
 
@@ -126,6 +129,8 @@ pub struct WhipResponse {
 pub struct PublisherState {
     /// ICE + DTLS connected.
     pub connected: AtomicBool,
+    /// When ICE + DTLS first connected.
+    pub connected_at: Mutex<Option<Instant>>,
     /// The data channel opened.
     pub channel_open: AtomicBool,
     /// The media thread ended (disconnected or stopped).
@@ -164,6 +169,8 @@ pub struct Publisher {
     pub response: WhipResponse,
     /// Our sections at connect time: (mid, is video).
     pub mids: Vec<(String, bool)>,
+    /// When the POST was sent.
+    pub posted: Instant,
     /// Time from sending the POST to having the answer.
     pub answer_time: Duration,
     /// Shared state of the media thread.
@@ -280,6 +287,7 @@ impl Publisher {
         Ok(Publisher {
             response,
             mids: mid_names,
+            posted,
             answer_time,
             state,
             control,
@@ -542,7 +550,9 @@ impl MediaLoop {
             }
             let now = Instant::now();
             if self.state.connected.load(Ordering::Acquire) {
-                let send_us = now.duration_since(started).as_micros() as u64;
+                // Stamped on the process-wide epoch so that receivers in
+                // this process measure end-to-end latency.
+                let send_us = synthetic::stamp_us(now);
                 // Catch up on every frame that is due (high frame rates in
                 // tests and load runs), polling between writes as str0m's
                 // frame mode requires.
@@ -592,6 +602,16 @@ impl MediaLoop {
                     self.write_media(false, now, ts, &packet);
                     audio_no += 1;
                     next_audio += Duration::from_millis(20);
+                    // As for video: without a timeout input str0m holds
+                    // the packet until the next wake-up (measured: 4-8 ms
+                    // of added audio latency in the load tool).
+                    if self
+                        .rtc
+                        .handle_input(Input::Timeout(Instant::now()))
+                        .is_err()
+                    {
+                        return self.end();
+                    }
                 }
             }
             let timeout = match self.poll() {
@@ -661,7 +681,12 @@ impl MediaLoop {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Connected => self.state.connected.store(true, Ordering::Release),
+            Event::Connected => {
+                if let Ok(mut at) = self.state.connected_at.lock() {
+                    at.get_or_insert_with(Instant::now);
+                }
+                self.state.connected.store(true, Ordering::Release);
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.state.connected.store(false, Ordering::Release);
             }

@@ -1,6 +1,8 @@
-//! A str0m WHEP subscriber in server-offer mode: POST an empty body, answer
-//! the server's offer by PATCH, then count what arrives (RTP mode, so
-//! sequence numbers and payloads are visible as sent).
+//! A str0m WHEP subscriber: server-offer mode (POST an empty body, answer
+//! the server's offer by PATCH) or standard client-offer WHEP, then count
+//! what arrives (RTP mode, so sequence numbers and payloads are visible as
+//! sent). Each subscriber runs on its own thread, or in a
+//! [`ReceivePool`] when there are hundreds of them.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,16 +12,20 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, RtcConfig};
+use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::ClientError;
+use super::pool::ReceivePool;
+use super::recv::{Control, RecvPeer};
+use super::stats::ReceiveStats;
 
 /// What the subscriber saw.
 #[derive(Debug, Default)]
 pub struct SubscriberState {
     /// ICE + DTLS connected.
     pub connected: AtomicBool,
+    /// When ICE + DTLS connected.
+    pub connected_at: Mutex<Option<Instant>>,
     /// The media thread ended.
     pub ended: AtomicBool,
     /// Video RTP packets received.
@@ -34,6 +40,8 @@ pub struct SubscriberState {
     /// than [`JUMP_SEQ`] packets or [`JUMP_TICKS`] ticks, either way) from
     /// the previous one: what a source switch without rebasing looks like.
     pub video_jumps: AtomicU64,
+    /// Per-stream loss after the first keyframe, latency, first keyframe.
+    pub stats: Mutex<ReceiveStats>,
     /// (extended seq, RTP time) of the last video packet.
     last_video: Mutex<Option<(u64, u32)>>,
 }
@@ -45,7 +53,7 @@ pub const JUMP_TICKS: u32 = 180_000;
 
 impl SubscriberState {
     /// Records one video packet's numbering.
-    fn note_video(&self, seq: u64, ts: u32) {
+    pub(crate) fn note_video(&self, seq: u64, ts: u32) {
         let Ok(mut last) = self.last_video.lock() else {
             return;
         };
@@ -61,44 +69,101 @@ impl SubscriberState {
     }
 }
 
-/// A server-offer WHEP subscriber.
+/// A WHEP subscriber.
 #[derive(Debug)]
 pub struct Subscriber {
-    /// The server's offer.
+    /// The server's offer (server-offer mode) or answer (client offer).
     pub offer: String,
-    /// `Location` of the WHEP resource.
+    /// `Location` of the WHEP resource, as the server sent it.
     pub location: String,
+    /// The resource's absolute URL.
+    pub url: String,
     /// `Vestibule-Offer-Number`.
     pub number: u64,
+    /// When the POST was sent.
+    pub posted: Instant,
+    /// From sending the POST to having the server's SDP (and, in
+    /// server-offer mode, the PATCH with our answer accepted).
+    pub answer_time: Duration,
     /// What arrived.
     pub state: Arc<SubscriberState>,
-    stop: Arc<AtomicBool>,
-    control: std::sync::mpsc::Sender<Control>,
-    thread: Option<JoinHandle<()>>,
+    driver: Driver,
 }
 
-/// Requests to the media thread.
-enum Control {
-    /// Answer a server offer.
-    Answer(String, std::sync::mpsc::Sender<Result<String, String>>),
-    /// Send a PLI for every video stream.
-    Pli,
+/// Who runs the media of a subscriber.
+#[derive(Debug)]
+enum Driver {
+    /// Its own thread.
+    Thread {
+        stop: Arc<AtomicBool>,
+        control: std::sync::mpsc::Sender<Control>,
+        thread: Option<JoinHandle<()>>,
+    },
+    /// A shared pool thread.
+    Pool { pool: ReceivePool, id: u64 },
+}
+
+impl Driver {
+    /// Starts `peer` on its own thread or in `pool`.
+    fn start(peer: RecvPeer, pool: Option<&ReceivePool>) -> Result<Driver, ClientError> {
+        Ok(match pool {
+            Some(pool) => Driver::Pool {
+                id: pool.add(peer),
+                pool: pool.clone(),
+            },
+            None => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (control, control_rx) = std::sync::mpsc::channel();
+                let thread = spawn_thread(peer, Arc::clone(&stop), control_rx)?;
+                Driver::Thread {
+                    stop,
+                    control,
+                    thread: Some(thread),
+                }
+            }
+        })
+    }
+
+    fn send(&self, request: Control) -> bool {
+        match self {
+            Driver::Thread { control, .. } => control.send(request).is_ok(),
+            Driver::Pool { pool, id } => pool.control(*id, request),
+        }
+    }
+}
+
+/// A receive-only `Rtc` in RTP mode with one host candidate on a fresh
+/// loopback socket.
+fn receiver() -> Result<(Rtc, UdpSocket, std::net::SocketAddr), ClientError> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let local = socket.local_addr()?;
+    let mut rtc = RtcConfig::new().set_rtp_mode(true).build(Instant::now());
+    let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Sdp(e.to_string()))?;
+    rtc.add_local_candidate(candidate);
+    Ok((rtc, socket, local))
 }
 
 impl Subscriber {
     /// POSTs to `{base}{endpoint}` (a `/whep` URL) with `token`, answers by
-    /// PATCH and starts receiving.
+    /// PATCH and starts receiving on its own thread.
     pub async fn connect(
         base: &str,
         endpoint: &str,
         token: &str,
     ) -> Result<Subscriber, ClientError> {
+        Self::connect_server_offer(&format!("{base}{endpoint}"), token, None).await
+    }
+
+    /// Server-offer WHEP to the full `url`: POST with an empty body, PATCH
+    /// the answer to the `Location`; media on its own thread or in `pool`.
+    pub async fn connect_server_offer(
+        url: &str,
+        token: &str,
+        pool: Option<&ReceivePool>,
+    ) -> Result<Subscriber, ClientError> {
         let http = reqwest::Client::new();
-        let resp = http
-            .post(format!("{base}{endpoint}"))
-            .bearer_auth(token)
-            .send()
-            .await?;
+        let posted = Instant::now();
+        let resp = http.post(url).bearer_auth(token).send().await?;
         let status = resp.status().as_u16();
         if status != 201 {
             let body = resp.text().await.unwrap_or_default();
@@ -116,12 +181,7 @@ impl Subscriber {
             .unwrap_or(0);
         let offer = resp.text().await?;
 
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        let local = socket.local_addr()?;
-        let mut rtc = RtcConfig::new().set_rtp_mode(true).build(Instant::now());
-        let candidate =
-            Candidate::host(local, "udp").map_err(|e| ClientError::Sdp(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
+        let (mut rtc, socket, local) = receiver()?;
         // str0m rejects media-level i= lines (API.md "Track metadata"):
         // strip them as every str0m-based client must.
         let cleaned = crate::media::sdp_meta::prepare_offer(&offer)
@@ -133,7 +193,7 @@ impl Subscriber {
             .accept_offer(parsed)
             .map_err(|e| ClientError::Sdp(e.to_string()))?;
         let patch = http
-            .patch(format!("{base}{location}"))
+            .patch(resolve(url, &location))
             .bearer_auth(token)
             .header("Content-Type", "application/sdp")
             .body(answer.to_sdp_string())
@@ -144,16 +204,18 @@ impl Subscriber {
             let body = patch.text().await.unwrap_or_default();
             return Err(ClientError::Status { status, body });
         }
-
-        let (state, stop, control, thread) = spawn_media(rtc, socket, local)?;
+        let answer_time = posted.elapsed();
+        let peer = RecvPeer::new(rtc, socket, local);
+        let state = Arc::clone(&peer.state);
         Ok(Subscriber {
             offer,
+            url: resolve(url, &location),
             location,
             number,
+            posted,
+            answer_time,
             state,
-            stop,
-            control,
-            thread: Some(thread),
+            driver: Driver::start(peer, pool)?,
         })
     }
 
@@ -165,20 +227,26 @@ impl Subscriber {
         endpoint: &str,
         token: &str,
     ) -> Result<Subscriber, ClientError> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        let local = socket.local_addr()?;
-        let mut rtc = RtcConfig::new().set_rtp_mode(true).build(Instant::now());
-        let candidate =
-            Candidate::host(local, "udp").map_err(|e| ClientError::Sdp(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
+        Self::connect_client_offer_to(&format!("{base}{endpoint}"), token, None).await
+    }
+
+    /// Standard WHEP to the full `url` (any WHEP server); media on its own
+    /// thread or in `pool`.
+    pub async fn connect_client_offer_to(
+        url: &str,
+        token: &str,
+        pool: Option<&ReceivePool>,
+    ) -> Result<Subscriber, ClientError> {
+        let (mut rtc, socket, local) = receiver()?;
         let mut change = rtc.sdp_api();
         change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = change
             .apply()
             .ok_or_else(|| ClientError::Sdp("nothing to offer".into()))?;
+        let posted = Instant::now();
         let resp = reqwest::Client::new()
-            .post(format!("{base}{endpoint}"))
+            .post(url)
             .bearer_auth(token)
             .header("Content-Type", "application/sdp")
             .body(offer.to_sdp_string())
@@ -195,6 +263,7 @@ impl Subscriber {
         if status != 201 {
             return Err(ClientError::Status { status, body });
         }
+        let answer_time = posted.elapsed();
         let cleaned = crate::media::sdp_meta::prepare_offer(&body)
             .map_err(|e| ClientError::Sdp(e.to_string()))?;
         let answer = SdpAnswer::from_sdp_string(&cleaned.sdp)
@@ -202,24 +271,26 @@ impl Subscriber {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| ClientError::Sdp(e.to_string()))?;
-        let (state, stop, control, thread) = spawn_media(rtc, socket, local)?;
+        let peer = RecvPeer::new(rtc, socket, local);
+        let state = Arc::clone(&peer.state);
         Ok(Subscriber {
             offer: body,
+            url: resolve(url, &location),
             location,
             number: 0,
+            posted,
+            answer_time,
             state,
-            stop,
-            control,
-            thread: Some(thread),
+            driver: Driver::start(peer, pool)?,
         })
     }
 
     /// Answers a server offer (from the signal channel) on this connection.
     pub async fn answer(&self, offer: &str) -> Result<String, String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.control
-            .send(Control::Answer(offer.to_string(), tx))
-            .map_err(|_| "media thread gone".to_string())?;
+        if !self.driver.send(Control::Answer(offer.to_string(), tx)) {
+            return Err("media thread gone".to_string());
+        }
         tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
             .await
             .map_err(|e| e.to_string())?
@@ -228,7 +299,7 @@ impl Subscriber {
 
     /// Sends one PLI for every video stream (keyframe request toward the server).
     pub fn request_keyframe(&self) {
-        let _ = self.control.send(Control::Pli);
+        self.driver.send(Control::Pli);
     }
 
     /// Waits until ICE + DTLS are up.
@@ -242,118 +313,68 @@ impl Subscriber {
         }
         false
     }
+
+    /// DELETEs the WHEP resource; returns the status.
+    pub async fn delete(&self, token: &str) -> Result<u16, ClientError> {
+        let status = reqwest::Client::new()
+            .delete(&self.url)
+            .bearer_auth(token)
+            .send()
+            .await?
+            .status()
+            .as_u16();
+        Ok(status)
+    }
 }
 
-type MediaThread = (
-    Arc<SubscriberState>,
-    Arc<AtomicBool>,
-    std::sync::mpsc::Sender<Control>,
-    JoinHandle<()>,
-);
+/// `location` (absolute, or a path) resolved against the request `url`.
+fn resolve(url: &str, location: &str) -> String {
+    url::Url::parse(url)
+        .and_then(|u| u.join(location))
+        .map_or_else(|_| location.to_string(), String::from)
+}
 
-/// Runs the receive loop of a negotiated `Rtc` on its own thread.
-fn spawn_media(
-    mut rtc: str0m::Rtc,
-    socket: UdpSocket,
-    local: std::net::SocketAddr,
-) -> Result<MediaThread, ClientError> {
-    let state = Arc::new(SubscriberState::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
-    let (control, control_rx) = std::sync::mpsc::channel::<Control>();
-    let thread = std::thread::Builder::new()
+/// Runs a [`RecvPeer`] on its own thread, blocking on its socket.
+fn spawn_thread(
+    mut peer: RecvPeer,
+    stop: Arc<AtomicBool>,
+    control: std::sync::mpsc::Receiver<Control>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("whep-client".into())
         .spawn(move || {
             let mut buf = vec![0u8; 2000];
-            let mut video_mids: Vec<str0m::media::Mid> = Vec::new();
-            while !sp.load(Ordering::Acquire) {
-                while let Ok(request) = control_rx.try_recv() {
-                    match request {
-                        Control::Answer(offer, reply) => {
-                            let answer = crate::media::sdp_meta::prepare_offer(&offer)
-                                .map_err(|e| e.to_string())
-                                .and_then(|p| {
-                                    SdpOffer::from_sdp_string(&p.sdp).map_err(|e| e.to_string())
-                                })
-                                .and_then(|o| {
-                                    rtc.sdp_api().accept_offer(o).map_err(|e| e.to_string())
-                                })
-                                .map(|a| a.to_sdp_string());
-                            let _ = reply.send(answer);
-                        }
-                        Control::Pli => {
-                            for mid in &video_mids {
-                                if let Some(rx) = rtc.direct_api().stream_rx_by_mid(*mid, None) {
-                                    rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
-                                }
-                            }
-                        }
-                    }
+            while !stop.load(Ordering::Acquire) {
+                while let Ok(request) = control.try_recv() {
+                    peer.on_control(request);
                 }
-                let timeout = loop {
-                    match rtc.poll_output() {
-                        Ok(Output::Timeout(t)) => break Some(t),
-                        Ok(Output::Transmit(t)) => {
-                            let _ = socket.send_to(&t.contents, t.destination);
-                        }
-                        Ok(Output::Event(Event::Connected)) => {
-                            st.connected.store(true, Ordering::Release)
-                        }
-                        Ok(Output::Event(Event::RtpPacket(p))) => {
-                            let mid = rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
-                            let kind = mid.and_then(|m| rtc.media(m)).map(|m| m.kind());
-                            if kind == Some(MediaKind::Video) {
-                                if let Some(mid) = mid
-                                    && !video_mids.contains(&mid)
-                                {
-                                    video_mids.push(mid);
-                                }
-                                st.video_packets.fetch_add(1, Ordering::Relaxed);
-                                st.note_video(*p.seq_no, p.header.timestamp);
-                                if let Ok(mut first) = st.first_video_keyframe.lock()
-                                    && first.is_none()
-                                {
-                                    *first = Some(str0m::format::detect_vp8_keyframe(&p.payload));
-                                    if let Ok(mut seq) = st.first_video_seq.lock() {
-                                        *seq = Some(*p.seq_no);
-                                    }
-                                }
-                            } else if kind == Some(MediaKind::Audio) {
-                                st.audio_packets.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Ok(Output::Event(_)) => {}
-                        Err(_) => break None,
-                    }
-                };
-                let Some(timeout) = timeout else { break };
+                let Some(timeout) = peer.drain() else { break };
                 let wait = timeout
                     .saturating_duration_since(Instant::now())
                     .clamp(Duration::from_millis(1), Duration::from_millis(50));
-                let _ = socket.set_read_timeout(Some(wait));
-                let input = match socket.recv_from(&mut buf) {
-                    Ok((n, source)) => {
-                        match Receive::new(Protocol::Udp, source, local, &buf[..n]) {
-                            Ok(r) => Input::Receive(Instant::now(), r),
-                            Err(_) => continue,
-                        }
-                    }
-                    Err(_) => Input::Timeout(Instant::now()),
+                let _ = peer.socket.set_read_timeout(Some(wait));
+                let alive = match peer.socket.recv_from(&mut buf) {
+                    Ok((n, source)) => peer.receive(Instant::now(), source, &buf[..n]),
+                    Err(_) => peer.timeout(Instant::now()),
                 };
-                if rtc.handle_input(input).is_err() {
+                if !alive {
                     break;
                 }
             }
-            st.ended.store(true, Ordering::Release);
-        })?;
-    Ok((state, stop, control, thread))
+            peer.end();
+        })
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match &mut self.driver {
+            Driver::Thread { stop, thread, .. } => {
+                stop.store(true, Ordering::Release);
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Driver::Pool { pool, id } => pool.remove(*id),
         }
     }
 }

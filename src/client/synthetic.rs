@@ -2,7 +2,21 @@
 //! keyframe bits (so keyframe detection works) and Opus packets. The
 //! payload is filler: nothing decodes it, but every byte is accounted for,
 //! and the first 8 bytes after the header carry the send time (µs since
-//! the sender's start) for latency measurement.
+//! a process-wide epoch, [`stamp_us`]) for latency measurement: senders
+//! and receivers in one process (the load tool) then share a clock.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The process-wide origin of send stamps.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// `at` in µs since the process-wide epoch (set on first use; earlier
+/// instants stamp as 0).
+pub fn stamp_us(at: Instant) -> u64 {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    at.saturating_duration_since(epoch).as_micros() as u64
+}
 
 /// Bytes of a VP8 keyframe header: 3-byte frame tag, start code, size.
 const VP8_KEY_HEADER: usize = 10;
@@ -60,6 +74,31 @@ pub fn send_time_us(frame: &[u8], video: bool) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
+/// The VP8 frame bytes in an RTP payload that starts a frame (RFC 7741
+/// payload descriptor with S=1 and partition index 0), else `None`.
+pub fn vp8_frame_start(payload: &[u8]) -> Option<&[u8]> {
+    let b0 = *payload.first()?;
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return None;
+    }
+    let mut idx = 1;
+    if b0 & 0x80 != 0 {
+        let ext = *payload.get(idx)?;
+        idx += 1;
+        if ext & 0x80 != 0 {
+            // PictureID: 15 bits when its M bit is set, else 7.
+            idx += if *payload.get(idx)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            idx += 1; // TL0PICIDX
+        }
+        if ext & 0x30 != 0 {
+            idx += 1; // TID / KEYIDX
+        }
+    }
+    payload.get(idx..).filter(|f| !f.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +114,26 @@ mod tests {
         assert_eq!(send_time_us(&key, true), Some(42));
         assert_eq!(send_time_us(&inter, true), Some(43));
         assert_eq!(send_time_us(&opus_packet(44), false), Some(44));
+    }
+
+    #[test]
+    fn frame_start_skips_the_payload_descriptor() {
+        let key = vp8_frame(true, 100, 7, 320, 240);
+        // X=1, S=1; I=1 with a 15-bit PictureID.
+        let mut payload = vec![0x90, 0x80, 0x81, 0x23];
+        payload.extend_from_slice(&key);
+        let frame = vp8_frame_start(&payload).expect("a frame start");
+        assert_eq!(frame[0] & 1, 0);
+        assert_eq!(send_time_us(frame, true), Some(7));
+        // Not a start: S=0.
+        payload[0] = 0x80;
+        assert!(vp8_frame_start(&payload).is_none());
+        // No extension.
+        let mut plain = vec![0x10];
+        plain.extend_from_slice(&key);
+        assert_eq!(
+            send_time_us(vp8_frame_start(&plain).expect("start"), true),
+            Some(7)
+        );
     }
 }
