@@ -334,7 +334,11 @@ impl Publisher {
                 "restart fragment without credentials: {body}"
             )));
         };
-        let answer = replace_ice_credentials(&self.response.answer, &server_ufrag, &server_pwd);
+        let answer = crate::media::sdpfrag::with_ice_credentials(
+            &self.response.answer,
+            &server_ufrag,
+            &server_pwd,
+        );
         let (tx, rx) = mpsc::channel();
         self.control
             .send(Control::IceRestarted {
@@ -830,22 +834,6 @@ async fn recv_reply<T: Send + 'static>(rx: Receiver<Result<T, String>>) -> Resul
         .map_err(|e| ClientError::Sdp(e.to_string()))?
         .map_err(|_| ClientError::Sdp("no reply from the media thread".into()))?
         .map_err(ClientError::Sdp)
-}
-
-/// An SDP with every `a=ice-ufrag` / `a=ice-pwd` replaced.
-pub fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
-    sdp.split("\r\n")
-        .map(|line| {
-            if line.starts_with("a=ice-ufrag:") {
-                format!("a=ice-ufrag:{ufrag}")
-            } else if line.starts_with("a=ice-pwd:") {
-                format!("a=ice-pwd:{pwd}")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
 }
 
 /// RTP (not RTCP) per RFC 5761: version 2 and a payload type outside 64..=95.

@@ -12,7 +12,6 @@ use vestibule_actors::StreamKey;
 use vestibule_actors::ids::LiveId;
 use vestibule_actors::live::{LiveLink, QueryLive, StopLive};
 use vestibule_actors::lobby::{AttachLive, AttachLiveError, DetachLive, FindLive, Lobby};
-use vestibule_actors::registry::FindLobby;
 
 use super::body::read_json;
 use super::credentials::{SessionAuth, Target, optional_bearer, session_caller};
@@ -81,10 +80,7 @@ async fn require_owner(
 
 async fn find_lobby(state: &AppState, key: &StreamKey) -> Result<Addr<Lobby>, ApiError> {
     state
-        .registry
-        .send(FindLobby {
-            stream: key.clone(),
-        })
+        .find_lobby(key)
         .await?
         .ok_or(ApiError::NotFound("the stream has no lobby"))
 }

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::Addr;
+use vestibule_actors::StreamKey;
 use vestibule_actors::directory::SessionDirectory;
+use vestibule_actors::lobby::Lobby;
 use vestibule_actors::media::MediaPort;
-use vestibule_actors::registry::LobbyRegistry;
+use vestibule_actors::registry::{FindLobby, LobbyRegistry};
 
+use super::error::ApiError;
 use crate::auth::TokenKeys;
 use crate::config::Settings;
 use crate::live::LiveService;
@@ -41,6 +44,16 @@ impl AppState {
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// The running lobby of a stream, if any.
+    pub async fn find_lobby(&self, key: &StreamKey) -> Result<Option<Addr<Lobby>>, ApiError> {
+        Ok(self
+            .registry
+            .send(FindLobby {
+                stream: key.clone(),
+            })
+            .await?)
     }
 
     /// An absolute-path reference under the public base path.

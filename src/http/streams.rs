@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use vestibule_actors::StreamKey;
 use vestibule_actors::lobby::DescribeLobby;
-use vestibule_actors::registry::{CloseStreamLobby, FindLobby, ListLobbies};
+use vestibule_actors::registry::{CloseStreamLobby, ListLobbies};
 use vestibule_actors::snapshot::LobbySnapshot;
 
 use super::body::read_json;
@@ -165,12 +165,7 @@ pub(super) async fn get(
     let user = require_bearer(&req, &state)?;
     let key = stream_key(&path)?;
     let row = find_stream(&state, &key).await?;
-    let lobby = state
-        .registry
-        .send(FindLobby {
-            stream: key.clone(),
-        })
-        .await?;
+    let lobby = state.find_lobby(&key).await?;
     let insider = user.admin
         || is_owner(&row, &user)
         || state.directory.by_member(&key, &user.identity).is_some();

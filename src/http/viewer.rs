@@ -10,7 +10,6 @@ use vestibule_actors::StreamKey;
 use vestibule_actors::ids::WhepId;
 use vestibule_actors::lobby::{CloseViewer, OpenViewer, PatchViewerIce, ViewerError};
 use vestibule_actors::media::IcePatch;
-use vestibule_actors::registry::FindLobby;
 
 use super::body::{declares_empty_body, read_sdp};
 use super::error::ApiError;
@@ -79,13 +78,7 @@ pub(super) async fn create(
     let offer = read_sdp(req, payload).await?;
     let offer =
         sdp_meta::prepare_offer(&offer).map_err(|e| ApiError::MalformedSdp(e.to_string()))?;
-    let lobby = state
-        .registry
-        .send(FindLobby {
-            stream: key.clone(),
-        })
-        .await?
-        .ok_or_else(no_lobby)?;
+    let lobby = state.find_lobby(key).await?.ok_or_else(no_lobby)?;
     let (id, answer) = lobby
         .send(OpenViewer {
             identity: user.identity,
@@ -107,10 +100,7 @@ pub(super) async fn delete(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let lobby = state
-        .registry
-        .send(FindLobby {
-            stream: key.clone(),
-        })
+        .find_lobby(key)
         .await?
         .ok_or(ApiError::NotFound("no such WHEP connection"))?;
     let closed = lobby
@@ -135,10 +125,7 @@ pub(super) async fn patch_ice(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let lobby = state
-        .registry
-        .send(FindLobby {
-            stream: key.clone(),
-        })
+        .find_lobby(key)
         .await?
         .ok_or(ApiError::NotFound("no such WHEP connection"))?;
     let result = lobby
