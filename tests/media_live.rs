@@ -96,6 +96,28 @@ fn online(s: &Value) -> bool {
     s["status"] == "online"
 }
 
+/// Starts a live of `key` to `nginx` as `owner` (201) and waits until it is
+/// online within `limit`; answers its Location.
+async fn go_live(
+    server: &Server,
+    owner: &str,
+    nginx: &Nginx,
+    key: &str,
+    limit: Duration,
+) -> String {
+    let (status, body, location) = start_live(
+        server,
+        owner,
+        json!({"rtmpEndpoint": nginx.endpoint(), "rtmpKey": key}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let location = location.expect("Location");
+    let status = wait_status(server, owner, &location, limit, online).await;
+    assert!(online(&status), "online within {limit:?}: {status}");
+    location
+}
+
 #[tokio::test]
 async fn an_h264_program_is_copied_to_rtmp_with_its_audio_as_aac() {
     if !rtmp::tools_present() {
@@ -185,16 +207,7 @@ async fn a_vp8_program_is_transcoded_with_x264() {
     let owner = server.token("dev");
     let _publisher = publish(&server, "dev", media).await;
     let key = format!("k{}", common::random_key());
-    let (status, body, location) = start_live(
-        &server,
-        &owner,
-        json!({"rtmpEndpoint": nginx.endpoint(), "rtmpKey": key}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let location = location.expect("Location");
-    let status = wait_status(&server, &owner, &location, Duration::from_secs(15), online).await;
-    assert!(online(&status), "online within 15 s: {status}");
+    go_live(&server, &owner, &nginx, &key, Duration::from_secs(15)).await;
 
     let url = nginx.play_url(&key);
     let streams = rtmp::probe_streams(&url).await;
@@ -241,16 +254,7 @@ async fn a_killed_ffmpeg_is_restarted_and_delete_ends_the_publish() {
     let owner = server.token("dev");
     let _publisher = publish(&server, "dev", red_tone(dir.path())).await;
     let key = format!("k{}", common::random_key());
-    let (status, body, location) = start_live(
-        &server,
-        &owner,
-        json!({"rtmpEndpoint": nginx.endpoint(), "rtmpKey": key}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let location = location.expect("Location");
-    let status = wait_status(&server, &owner, &location, Duration::from_secs(10), online).await;
-    assert!(online(&status), "{status}");
+    let location = go_live(&server, &owner, &nginx, &key, Duration::from_secs(10)).await;
     assert!(nginx.is_publishing(&key).await, "nginx sees the publish");
 
     let pid = ffmpeg_pid(&key).expect("ffmpeg runs");
@@ -583,16 +587,7 @@ async fn without_a_source_the_live_holds_then_resumes_and_shutdown_stops_ffmpeg(
     let _guest = publish(&server, "guest", Arc::clone(&media)).await;
     let mut first = publish(&server, "dev", Arc::clone(&media)).await;
     let key = format!("k{}", common::random_key());
-    let (status, body, location) = start_live(
-        &server,
-        &owner,
-        json!({"rtmpEndpoint": nginx.endpoint(), "rtmpKey": key}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let location = location.expect("Location");
-    let up = wait_status(&server, &owner, &location, Duration::from_secs(10), online).await;
-    assert!(online(&up), "{up}");
+    let location = go_live(&server, &owner, &nginx, &key, Duration::from_secs(10)).await;
 
     // The owner leaves: the guest's tracks never become the program.
     assert_eq!(first.delete(&owner).await.expect("delete"), 200);

@@ -141,8 +141,7 @@ pub struct IcePatch {
 impl IcePatch {
     /// An ICE restart: `If-Match: "*"` with new credentials.
     pub fn is_restart(&self) -> bool {
-        self.if_match.as_deref().map(str::trim) == Some("\"*\"")
-            || self.if_match.as_deref().map(str::trim) == Some("*")
+        matches!(self.if_match.as_deref().map(str::trim), Some("*" | "\"*\""))
     }
 }
 
